@@ -1,0 +1,1 @@
+"""Trainer step: evaluate."""
