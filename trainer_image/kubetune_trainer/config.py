@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import pydantic
-
 from kubetune.api import v1alpha1
+
 from kubetune_trainer.cli import TrainerError
 
 #: Where the operator mounts the config in the pod.
