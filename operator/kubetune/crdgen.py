@@ -290,11 +290,13 @@ def write(output_dir: Path) -> list[Path]:
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``kubetune crds``."""
-    parser = argparse.ArgumentParser(prog="kubetune crds", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``kubetune crds``."""
     parser.add_argument("--output-dir", type=Path, default=Path("crds"), help="where to write (default: crds)")
-    args = parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``kubetune crds``: write every CRD and say where."""
     for path in write(args.output_dir):
         print(f"wrote {path}")
     return 0
