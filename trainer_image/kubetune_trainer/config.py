@@ -37,7 +37,7 @@ def load_config(path: str | Path) -> v1alpha1.TrainerConfig:
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text) if path.suffix == ".json" else _load_yaml(text)
-        return v1alpha1.TrainerConfig.model_validate(data)
+        return v1alpha1.TrainerConfig.model_validate(data, context={"cel": True})
     except (ValueError, pydantic.ValidationError) as err:
         raise TrainerError(f"invalid config {path}: {format_validation_error(err)}") from err
 

@@ -11,7 +11,7 @@ import enum
 from datetime import datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "kubetune.dev"
@@ -63,6 +63,20 @@ class KubeModel(BaseModel):
     )
 
     cel_rules: ClassVar[list[dict[str, str]]] = []
+
+    @model_validator(mode="after")
+    def _check_cel_rules(self, info: ValidationInfo) -> KubeModel:
+        """Evaluate this class's CEL rules when asked (``context={"cel": True}``).
+
+        The API server enforces the same rules at admission; evaluating them here lets
+        ``kubetune run --local`` and the trainer reject what a cluster would reject.
+        The operator skips it: what it reads was admitted already.
+        """
+        if self.cel_rules and isinstance(info.context, dict) and info.context.get("cel"):
+            from kubetune.api.v1alpha1 import cel
+
+            cel.check(self.cel_rules, self.to_k8s())
+        return self
 
     def to_k8s(self) -> dict[str, Any]:
         """Serialize the way the API server stores it: camelCase, enums as strings, no nulls."""

@@ -8,6 +8,7 @@ accumulation 4; a quality threshold of 0.7; at least 500 samples per intent.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import Field
 
@@ -133,7 +134,8 @@ class PIIRedactionSpec(KubeModel):
     entities: list[PIIEntity] = Field(
         default_factory=lambda: list(PIIEntity),
         min_length=1,
-        description="Entities to redact: cnIdCard (checksum-verified), cnMobile, email, bankCard (Luhn-checked), ipAddress.",
+        description="Entities to redact: cnIdCard (checksum-verified), cnMobile, email, bankCard (Luhn-checked), "
+        "ipAddress.",
         json_schema_extra={"default": [e.value for e in PIIEntity]},
     )
 
@@ -231,11 +233,7 @@ class LoraSpec(KubeModel):
 class QLoraSpec(KubeModel):
     """Quantized base weights for QLoRA (bitsandbytes)."""
 
-    bits: int = Field(
-        default=4,
-        description="Quantization bits of the frozen base model: 4 or 8.",
-        json_schema_extra={"enum": [4, 8]},
-    )
+    bits: Literal[4, 8] = Field(default=4, description="Quantization bits of the frozen base model: 4 or 8.")
     quant_type: QuantType = Field(default=QuantType.NF4, description="4-bit data type: nf4 or fp4.")
     double_quant: bool = Field(default=True, description="Quantize the quantization constants too.")
 
@@ -396,7 +394,8 @@ class FineTuneJobSpec(KubeModel):
         ),
         Rule(
             "self.resources.nodes == 1 || self.method in ['lora', 'freeze', 'full']",
-            "spec.resources.nodes > 1 needs a distributed method (lora, freeze or full); qlora and prefix train on one node",
+            "spec.resources.nodes > 1 needs a distributed method (lora, freeze or full); "
+            "qlora and prefix train on one node",
             field_path=".resources.nodes",
         ),
         Rule(
@@ -405,7 +404,8 @@ class FineTuneJobSpec(KubeModel):
             field_path=".deepspeed",
         ),
         Rule(
-            "!has(self.deepspeed) || !self.deepspeed.offloadParams || !has(self.deepspeed.zeroStage) || self.deepspeed.zeroStage == 3",
+            "!has(self.deepspeed) || !self.deepspeed.offloadParams || !has(self.deepspeed.zeroStage) "
+            "|| self.deepspeed.zeroStage == 3",
             "spec.deepspeed.offloadParams needs spec.deepspeed.zeroStage 3",
             field_path=".deepspeed.offloadParams",
         ),

@@ -1,0 +1,219 @@
+"""Unit tests of the v1alpha1 models: defaults, round trips and every validation, without a cluster."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+import yaml
+
+from kubetune.api import v1alpha1
+
+EXAMPLES = Path(__file__).parents[3] / "examples"
+
+MINIMAL_JOB: dict[str, Any] = {
+    "baseModel": {"uri": "hf://deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"},
+    "dataset": {"uri": "pvc://data/dialogues.jsonl"},
+    "output": {"uri": "pvc://artifacts/job"},
+}
+MINIMAL_DEPLOYMENT: dict[str, Any] = {"model": {"fineTuneJobRef": {"name": "job"}}}
+
+
+def job(**changes: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(MINIMAL_JOB)
+    spec.update(changes)
+    return spec
+
+
+def deployment(**changes: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(MINIMAL_DEPLOYMENT)
+    spec.update(changes)
+    return spec
+
+
+def validate_job(spec: dict[str, Any]) -> v1alpha1.FineTuneJobSpec:
+    return v1alpha1.FineTuneJobSpec.model_validate(spec, context={"cel": True})
+
+
+def validate_deployment(spec: dict[str, Any]) -> v1alpha1.ModelDeploymentSpec:
+    return v1alpha1.ModelDeploymentSpec.model_validate(spec, context={"cel": True})
+
+
+class TestDefaults:
+    def test_finetunejob_defaults_follow_the_guide(self) -> None:
+        spec = validate_job(MINIMAL_JOB)
+        lora = spec.effective_lora()
+        assert (lora.r, lora.alpha, lora.dropout, lora.target_modules) == (16, 32, 0.1, ["q_proj", "v_proj"])
+        assert lora.bias == v1alpha1.finetunejob.LoraBias.NONE
+        training = spec.training
+        assert training.learning_rate == 1e-4
+        assert training.min_learning_rate == 1e-6
+        assert training.scheduler == v1alpha1.Scheduler.COSINE
+        assert training.gradient_accumulation_steps == 4
+        assert spec.dataset.cleaning.quality_filter.threshold == 0.7
+        assert spec.dataset.cleaning.balance.min_per_intent == 500
+        assert spec.dataset.cleaning.balance.field == "intent"
+        assert set(spec.dataset.cleaning.pii_redaction.entities) == set(v1alpha1.PIIEntity)
+        assert spec.method == v1alpha1.Method.LORA
+        assert spec.resources.gpu_resource_name == "nvidia.com/gpu"
+
+    def test_qlora_defaults(self) -> None:
+        qlora = validate_job(job(method="qlora")).effective_qlora()
+        assert (qlora.bits, qlora.quant_type, qlora.double_quant) == (4, v1alpha1.finetunejob.QuantType.NF4, True)
+
+    def test_deployment_defaults(self) -> None:
+        spec = validate_deployment(MINIMAL_DEPLOYMENT)
+        assert spec.engine.max_batch_size == 32
+        assert spec.engine.max_num_tokens == 4096
+        assert spec.engine.kv_cache_free_gpu_mem_fraction == 0.8
+        assert spec.backend == v1alpha1.Backend.TENSORRTLLM
+        assert spec.rollout.max_unavailable == 0
+        assert (spec.service.http_port, spec.service.grpc_port, spec.service.metrics_port) == (8000, 8001, 8002)
+
+    @pytest.mark.parametrize(("method", "stage"), [("full", 3), ("lora", 0), ("freeze", 0), ("prefix", 0)])
+    def test_zero_stage_defaults_to_three_for_full(self, method: str, stage: int) -> None:
+        assert validate_job(job(method=method)).effective_zero_stage() == stage
+
+    def test_explicit_zero_stage_wins(self) -> None:
+        spec = validate_job(job(method="lora", deepspeed={"zeroStage": 2}))
+        assert spec.effective_zero_stage() == 2
+        assert spec.uses_deepspeed()
+
+
+class TestRoundTrip:
+    @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
+    def test_examples_round_trip(self, path: Path) -> None:
+        manifest = yaml.safe_load(path.read_text())
+        model_class = v1alpha1.FineTuneJob if manifest["kind"] == "FineTuneJob" else v1alpha1.ModelDeployment
+        obj = model_class.model_validate(manifest, context={"cel": True})
+        again = model_class.model_validate(obj.to_k8s())
+        assert again == obj
+        # What the user wrote survives unchanged (defaults are only added).
+        dumped = obj.to_k8s()
+        assert _is_subset(manifest["spec"], dumped["spec"])
+
+    def test_camel_case_on_the_wire(self) -> None:
+        dumped = validate_job(job(training={"learningRate": 5e-5})).to_k8s()
+        assert dumped["training"]["learningRate"] == 5e-5
+        assert "learning_rate" not in dumped["training"]
+        assert dumped["method"] == "lora"
+
+    def test_trainer_config_round_trip(self) -> None:
+        config = v1alpha1.TrainerConfig(
+            spec=validate_job(MINIMAL_JOB),
+            paths=v1alpha1.TrainerPaths(dataset="/d.jsonl", base_model="/m", work_dir="/w"),
+            attempt=2,
+            resume_from="/w/checkpoints/checkpoint-10",
+        )
+        again = v1alpha1.TrainerConfig.model_validate(config.to_k8s())
+        assert again == config
+        assert again.paths.checkpoints_dir == "/w/checkpoints"
+
+
+def _is_subset(small: Any, big: Any) -> bool:
+    if isinstance(small, dict):
+        return isinstance(big, dict) and all(k in big and _is_subset(v, big[k]) for k, v in small.items())
+    if isinstance(small, float) or isinstance(big, float):
+        return float(small) == float(big)
+    return bool(small == big)
+
+
+# (description, spec, expected words in the error): each is rejected by the model validation.
+INVALID_JOBS = [
+    ("bad base model uri", job(baseModel={"uri": "http://example/model"}), "baseModel.uri"),
+    ("hf uri without org", job(baseModel={"uri": "hf://model"}), "baseModel.uri"),
+    ("both uri and job ref", job(baseModel={"uri": "hf://a/b", "fineTuneJobRef": {"name": "x"}}), "spec.baseModel"),
+    ("neither uri nor job ref", job(baseModel={}), "spec.baseModel"),
+    ("bad dataset uri", job(dataset={"uri": "/tmp/file.jsonl"}), "dataset.uri"),
+    ("bad format", job(dataset={"uri": "pvc://d/x", "format": "csv"}), "dataset.format"),
+    ("split too large", job(dataset={"uri": "pvc://d/x", "validationSplit": 0.9}), "validationSplit"),
+    ("bad method", job(method="rlhf"), "method"),
+    ("lora rank zero", job(lora={"r": 0}), "lora.r"),
+    ("lora with full", job(method="full", lora={"r": 8}), "spec.lora"),
+    ("qlora block with lora", job(qlora={"bits": 4}), "spec.qlora"),
+    ("qlora bits 3", job(method="qlora", qlora={"bits": 3}), "qlora.bits"),
+    ("prefix block with lora", job(prefix={"numVirtualTokens": 8}), "spec.prefix"),
+    ("freeze block with lora", job(freeze={"trainableLayers": 2}), "spec.freeze"),
+    ("full without gpus", job(method="full", resources={"gpusPerNode": 0}), "gpusPerNode"),
+    ("multi-node prefix", job(method="prefix", resources={"nodes": 2}), "nodes"),
+    ("min lr above lr", job(training={"learningRate": 1e-5, "minLearningRate": 1e-4}), "minLearningRate"),
+    ("negative epochs", job(training={"epochs": -1}), "epochs"),
+    ("bad precision", job(training={"precision": "fp8"}), "precision"),
+    ("zero stage 4", job(deepspeed={"zeroStage": 4}), "zeroStage"),
+    ("offload params below stage 3", job(deepspeed={"zeroStage": 2, "offloadParams": True}), "offloadParams"),
+    ("bad output uri", job(output={"uri": "hf://org/name"}), "output.uri"),
+    ("unknown field", job(learningrate=1e-4), "learningrate"),
+    ("wrong type", job(training={"epochs": "many"}), "epochs"),
+    (
+        "threshold above one",
+        job(dataset={"uri": "pvc://d/x", "cleaning": {"qualityFilter": {"threshold": 1.5}}}),
+        "threshold",
+    ),
+    (
+        "unknown pii entity",
+        job(dataset={"uri": "pvc://d/x", "cleaning": {"piiRedaction": {"entities": ["ssn"]}}}),
+        "entities",
+    ),
+]
+
+INVALID_DEPLOYMENTS = [
+    ("both model sources", deployment(model={"uri": "hf://a/b", "fineTuneJobRef": {"name": "x"}}), "spec.model"),
+    ("no model source", deployment(model={}), "spec.model"),
+    ("fp8 on python", deployment(backend="python", quantization="fp8"), "quantization"),
+    ("int8 on python", deployment(backend="python", quantization="int8"), "quantization"),
+    ("bad quantization", deployment(quantization="int3"), "quantization"),
+    ("kv fraction above one", deployment(engine={"kvCacheFreeGpuMemFraction": 1.5}), "kvCacheFreeGpuMemFraction"),
+    ("tp above gpus", deployment(engine={"tensorParallelism": 4}, resources={"gpus": 2}), "resources.gpus"),
+    ("autoscaling min above max", deployment(autoscaling={"minReplicas": 5, "maxReplicas": 2}), "minReplicas"),
+    ("bad service type", deployment(service={"type": "Ingress"}), "type"),
+]
+
+
+@pytest.mark.parametrize(("spec", "field"), [c[1:] for c in INVALID_JOBS], ids=[c[0] for c in INVALID_JOBS])
+def test_invalid_finetunejob_is_rejected_naming_the_field(spec: dict[str, Any], field: str) -> None:
+    with pytest.raises(pydantic.ValidationError) as err:
+        validate_job(spec)
+    assert field in _error_text(err.value)
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"), [c[1:] for c in INVALID_DEPLOYMENTS], ids=[c[0] for c in INVALID_DEPLOYMENTS]
+)
+def test_invalid_deployment_is_rejected_naming_the_field(spec: dict[str, Any], field: str) -> None:
+    with pytest.raises(pydantic.ValidationError) as err:
+        validate_deployment(spec)
+    assert field in _error_text(err.value)
+
+
+def _error_text(err: pydantic.ValidationError) -> str:
+    return "; ".join(".".join(map(str, e["loc"])) + ": " + e["msg"] for e in err.errors())
+
+
+def test_cel_rules_are_skipped_without_the_context() -> None:
+    # The operator reads admitted objects: it does not pay for evaluating CEL again.
+    spec = v1alpha1.FineTuneJobSpec.model_validate(job(method="full", lora={"r": 8}))
+    assert spec.lora is not None
+
+
+@pytest.mark.parametrize(
+    ("uri", "parsed"),
+    [
+        ("hf://org/name@v1.0", v1alpha1.ParsedURI("hf", "org/name", "", "v1.0")),
+        ("hf://org/name", v1alpha1.ParsedURI("hf", "org/name", "", None)),
+        ("pvc://claim/a/b.jsonl", v1alpha1.ParsedURI("pvc", "claim", "a/b.jsonl")),
+        ("s3://bucket/prefix/", v1alpha1.ParsedURI("s3", "bucket", "prefix")),
+    ],
+)
+def test_parse_uri(uri: str, parsed: v1alpha1.ParsedURI) -> None:
+    assert v1alpha1.parse_uri(uri) == parsed
+
+
+def test_pvc_local_path_and_errors() -> None:
+    assert v1alpha1.parse_uri("pvc://claim/a/b").local_path() == "/mnt/pvc/claim/a/b"
+    with pytest.raises(ValueError, match="pvc://"):
+        v1alpha1.parse_uri("s3://bucket/key").local_path()
+    with pytest.raises(ValueError, match="unsupported URI"):
+        v1alpha1.parse_uri("ftp://host/file")
