@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from kubetune import crdgen
 
 CRDS = Path(__file__).parents[2] / "crds"

@@ -9,7 +9,6 @@ from typing import Any
 import pydantic
 import pytest
 import yaml
-
 from kubetune.api import v1alpha1
 
 EXAMPLES = Path(__file__).parents[3] / "examples"
