@@ -7,6 +7,9 @@
 # the first run pays for the build (15-30 minutes on 2 cores); later runs return at once.
 #
 # Usage: hack/build-tools.sh            # build whatever is missing, print the bin dir
+#        hack/build-tools.sh --env      # same, then print shell assignments of each
+#                                       # binary's path (eval "$(hack/build-tools.sh --env)")
+# Needs Go (>= 1.24) and the Go module proxy; versions can be overridden by the variables below.
 set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
@@ -102,13 +105,42 @@ go_install() {  # name module version
   [[ -x $out/$1 ]] && return
   log "installing $1 $3"
   mkdir -p "$out.tmp"
-  GOBIN=$out.tmp go install -trimpath -ldflags "-s -w" "$2@$3"
+  GOBIN=$out.tmp go install -trimpath -ldflags "-s -w ${4:-}" "$2@$3"
   rm -rf "$out" && mv "$out.tmp" "$out"
 }
 
+print_env() {
+  local k8s=$BIN/kubernetes-$K8S_VERSION
+  cat <<EOF
+KUBE_VERSION=$K8S_VERSION
+ETCD_BIN=$BIN/etcd-$ETCD_VERSION/etcd
+KWOK_BIN=$BIN/kwok-$KWOK_VERSION/kwok
+HELM_BIN=$BIN/helm-$HELM_VERSION/helm
+KUBE_APISERVER_BIN=$k8s/kube-apiserver
+KUBE_CONTROLLER_MANAGER_BIN=$k8s/kube-controller-manager
+KUBE_SCHEDULER_BIN=$k8s/kube-scheduler
+KUBECTL_BIN=$k8s/kubectl
+EOF
+}
+
+case ${1:-} in
+  "" | --env) ;;
+  *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+esac
+command -v go >/dev/null || { log "error: go is not on PATH"; exit 1; }
 mkdir -p "$BIN"
+# One build at a time: a second caller waits here, then finds the binaries cached.
+exec 8>"$CACHE/.build.lock"
+flock 8
 build_etcd
 go_install kwok sigs.k8s.io/kwok/cmd/kwok "$KWOK_VERSION"
-go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION"
+# helm's own version variable says only "v3.19" unless stamped.
+go_install helm helm.sh/helm/v3/cmd/helm "$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 build_kubernetes
+exec 8>&-
 log "tools ready under $BIN"
+if [[ ${1:-} == --env ]]; then
+  print_env
+else
+  echo "$BIN"
+fi
