@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel
 
 from kubetune.api import v1alpha1
+from kubetune.api.v1alpha1.base import CEL_KEY
 
 #: Keys of a JSON schema node that survive into the CRD.
 _KEPT_KEYS = {
@@ -144,12 +145,9 @@ def _structural(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     node = dict(node)
     if "$ref" in node:
         target = _structural(defs[node.pop("$ref").rsplit("/", 1)[-1]], defs)
-        target.update({k: v for k, v in node.items() if k != "title"})
-        node = target
+        node = _merge(target, node)
     if "allOf" in node and len(node["allOf"]) == 1:
-        inner = _structural(node.pop("allOf")[0], defs)
-        inner.update(node)
-        node = inner
+        node = _merge(_structural(node.pop("allOf")[0], defs), node)
     if "anyOf" in node:
         node = _collapse_any_of(node, defs)
     out: dict[str, Any] = {}
@@ -181,9 +179,20 @@ def _collapse_any_of(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, An
         return node
     if len(options) != 1:
         raise SchemaError(f"anyOf with {len(options)} non-null options has no structural form: {options}")
-    inner = _structural(options[0], defs)
-    inner.update({k: v for k, v in node.items() if k != "title"})
-    return inner
+    return _merge(_structural(options[0], defs), node)
+
+
+def _merge(target: dict[str, Any], siblings: dict[str, Any]) -> dict[str, Any]:
+    """Overlay a field's own keys on its type's schema; CEL rules of both are kept."""
+    merged = dict(target)
+    for key, value in siblings.items():
+        if key == "title":
+            continue
+        if key == CEL_KEY and CEL_KEY in merged:
+            merged[key] = [*merged[key], *value]
+        else:
+            merged[key] = value
+    return merged
 
 
 def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -226,7 +235,6 @@ def crd(kind: Kind) -> dict[str, Any]:
                 "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
                 "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters "
                 "(names of the Jobs and Services it creates add suffixes)",
-                "fieldPath": ".metadata.name",
             }
         ],
     }

@@ -3,6 +3,7 @@ admission with the field named, defaults are stored, and ``kubectl explain`` rea
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,7 @@ def test_immutable_fields_cannot_change(
             namespace,
             "--type=merge",
             "-p",
-            yaml.safe_dump({"spec": change}, default_flow_style=True),
+            json.dumps({"spec": change}),
         )
     assert field in err.value.stderr and "immutable" in err.value.stderr
 

@@ -255,7 +255,8 @@ class TrainingSpec(KubeModel):
 
     cel_rules = [
         Rule(
-            "self.minLearningRate <= self.learningRate",
+            # Guarded: the API server also checks this rule against the section's default, {}.
+            "!has(self.minLearningRate) || !has(self.learningRate) || self.minLearningRate <= self.learningRate",
             "spec.training.minLearningRate must not exceed spec.training.learningRate",
             field_path=".minLearningRate",
         )
