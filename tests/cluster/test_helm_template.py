@@ -1,0 +1,220 @@
+"""The chart rendered by the real helm (offline): lint, CRDs, security settings, names, RBAC modes.
+
+These tests need the helm binary (``make tools``) but no running cluster; installing the chart
+into the local control plane is tested in test_helm.py.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.helm import CHART, Helm, HelmError, find_helm
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "kubetune-system"
+
+
+@pytest.fixture(scope="module")
+def helm() -> Helm:
+    return Helm(binary=find_helm(), kubeconfig=REPO / ".cluster" / "kubeconfig")
+
+
+def render(helm: Helm, tmp_path: Path, values: dict[str, Any] | None = None, release: str = "rel") -> list[dict]:
+    return helm.template(release, NAMESPACE, values, tmp_path)
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = by_kind(objects, kind)
+    assert len(found) == 1, f"expected one {kind}, got {[o['metadata']['name'] for o in found]}"
+    return found[0]
+
+
+def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [None, {"watchNamespaces": ["ml-a", "ml-b"], "replicaCount": 2, "metrics": {"serviceMonitor": {"enabled": True}}}],
+    ids=["defaults", "namespaced-ha-monitored"],
+)
+def test_lint_passes(helm: Helm, tmp_path: Path, values: dict[str, Any] | None) -> None:
+    args = ["lint", str(CHART), "--strict", "--kube-version", helm.kube_version, "--namespace", NAMESPACE]
+    result = helm.run(*args, *helm.values_args(values, tmp_path))
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_default_objects(helm: Helm, tmp_path: Path) -> None:
+    objects = render(helm, tmp_path)
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds == sorted(
+        [
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Role",  # leader election, in the release namespace
+            "RoleBinding",
+            "Service",
+            "Deployment",
+        ]
+    )
+    for obj in objects:
+        if obj["kind"] not in ("CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"):
+            assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]
+
+
+def crd_documents(helm: Helm, tmp_path: Path, values: dict[str, Any] | None = None) -> list[str]:
+    """The CRD documents of a render, as text (without helm's "# Source" line)."""
+    source = "# Source: kubetune/templates/crds.yaml\n"
+    text = helm.template_text("rel", NAMESPACE, values, tmp_path)
+    return [doc.removeprefix(source) for doc in text.split("---\n") if doc.startswith(source)]
+
+
+def test_crds_are_rendered_byte_for_byte_with_the_keep_policy(helm: Helm, tmp_path: Path) -> None:
+    originals = [p.read_text(encoding="utf-8") for p in sorted((REPO / "crds").glob("*.yaml"))]
+    assert len(originals) == 2
+    keep = "  annotations:\n    helm.sh/resource-policy: keep\n"
+    expected = [text.replace("  annotations:\n", keep, 1) for text in originals]
+    assert all(keep in text for text in expected)
+    assert crd_documents(helm, tmp_path) == expected
+    assert crd_documents(helm, tmp_path, {"crds": {"keep": False}}) == originals
+    assert crd_documents(helm, tmp_path, {"crds": {"install": False}}) == []
+
+
+def test_operator_pod_is_restricted_and_bounded(helm: Helm, tmp_path: Path) -> None:
+    objects = render(helm, tmp_path)
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["serviceAccountName"] == one(objects, "ServiceAccount")["metadata"]["name"]
+    main = container(objects)
+    assert main["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    assert set(main["resources"]) == {"requests", "limits"}
+    assert {"cpu", "memory"} <= set(main["resources"]["requests"]) and "memory" in main["resources"]["limits"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in main["volumeMounts"]
+
+
+def test_probes_and_ports_point_at_the_operator_endpoints(helm: Helm, tmp_path: Path) -> None:
+    objects = render(helm, tmp_path, {"operator": {"healthPort": 9441}, "metrics": {"port": 9440}})
+    main = container(objects)
+    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
+    assert ports == {"health": 9441, "metrics": 9440}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert main[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert "--health-port=9441" in main["args"] and "--metrics-port=9440" in main["args"]
+    service = one(objects, "Service")
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9440, "targetPort": "metrics", "protocol": "TCP"}]
+    assert service["spec"]["selector"] == one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
+
+
+def test_metrics_service_and_service_monitor_are_optional(helm: Helm, tmp_path: Path) -> None:
+    assert by_kind(render(helm, tmp_path), "ServiceMonitor") == []
+    monitored = render(helm, tmp_path, {"metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "p"}}}})
+    monitor = one(monitored, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "p"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= one(monitored, "Service")["metadata"]["labels"].items()
+    off = render(helm, tmp_path, {"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}})
+    assert by_kind(off, "Service") == [] and by_kind(off, "ServiceMonitor") == []
+    assert [p["name"] for p in container(off)["ports"]] == ["health"]
+
+
+def test_names_fit_in_63_characters(helm: Helm, tmp_path: Path) -> None:
+    release = "r" * 53  # the longest release name helm accepts
+    for values in (None, {"fullnameOverride": "f" * 63}, {"watchNamespaces": ["ml"]}):
+        for obj in render(helm, tmp_path, values, release=release):
+            name = obj["metadata"]["name"]
+            assert len(name) <= 63 and not name.endswith("-"), name
+    default = render(helm, tmp_path, {"fullnameOverride": "f" * 63}, release=release)
+    names = {o["metadata"]["name"] for o in default if o["kind"] != "CustomResourceDefinition"}
+    assert len(names) == 3, names  # fullname, <fullname>-metrics, <fullname>-leader-election: still distinct
+
+
+def test_release_name_containing_the_chart_name_is_not_repeated(helm: Helm, tmp_path: Path) -> None:
+    assert one(render(helm, tmp_path, release="kubetune"), "Deployment")["metadata"]["name"] == "kubetune"
+    assert one(render(helm, tmp_path, release="ml"), "Deployment")["metadata"]["name"] == "ml-kubetune"
+
+
+def test_cluster_wide_mode_uses_a_release_specific_cluster_role(helm: Helm, tmp_path: Path) -> None:
+    objects = render(helm, tmp_path, release="team-x")
+    role = one(objects, "ClusterRole")
+    binding = one(objects, "ClusterRoleBinding")
+    assert role["metadata"]["name"] == binding["roleRef"]["name"] == "team-x-kubetune"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "team-x-kubetune", "namespace": NAMESPACE}]
+    assert "--all-namespaces" in container(objects)["args"]
+
+
+def test_namespaced_mode_grants_nothing_cluster_wide_but_crd_reads(helm: Helm, tmp_path: Path) -> None:
+    cluster_wide = one(render(helm, tmp_path), "ClusterRole")["rules"]
+    objects = render(helm, tmp_path, {"watchNamespaces": ["ml-a", "ml-b"]})
+    roles = [r for r in by_kind(objects, "Role") if not r["metadata"]["name"].endswith("leader-election")]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["ml-a", "ml-b"]
+    bindings = [b for b in by_kind(objects, "RoleBinding") if b["roleRef"]["name"] == roles[0]["metadata"]["name"]]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["ml-a", "ml-b"]
+    crd_reads = [r for r in cluster_wide if r["apiGroups"] == ["apiextensions.k8s.io"]]
+    assert roles[0]["rules"] + crd_reads == cluster_wide  # the same rules, only scoped
+    assert one(objects, "ClusterRole")["rules"] == crd_reads
+    args = container(objects)["args"]
+    assert [a for a in args if a.startswith("--namespace")] == ["--namespace=ml-a", "--namespace=ml-b"]
+    assert "--all-namespaces" not in args
+
+
+def test_leader_election(helm: Helm, tmp_path: Path) -> None:
+    single = render(helm, tmp_path)
+    assert one(single, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    lease_role = next(r for r in by_kind(single, "Role") if r["metadata"]["name"].endswith("leader-election"))
+    lease = next(a.split("=", 1)[1] for a in container(single)["args"] if a.startswith("--leader-election-lease="))
+    assert {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [lease],
+            "verbs": ["get", "update", "patch"]} in lease_role["rules"]  # fmt: skip
+    ha = one(render(helm, tmp_path, {"replicaCount": 3}), "Deployment")
+    assert ha["spec"]["replicas"] == 3 and "strategy" not in ha["spec"]
+    with pytest.raises(HelmError, match=re.escape("replicaCount > 1 needs leaderElection.enabled")):
+        render(helm, tmp_path, {"replicaCount": 2, "leaderElection": {"enabled": False}})
+    alone = render(helm, tmp_path, {"leaderElection": {"enabled": False}})
+    assert not any(a.startswith("--leader-election") for a in container(alone)["args"])
+    assert by_kind(alone, "Role") == []
+
+
+def test_images(helm: Helm, tmp_path: Path) -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    assert container(render(helm, tmp_path))["image"] == f"kubetune/operator:{chart['appVersion']}"
+    digest = "sha256:" + "a" * 64
+    values = {"image": {"registry": "registry.example.com", "tag": "9.9.9", "digest": digest}}
+    assert container(render(helm, tmp_path, values))["image"] == f"registry.example.com/kubetune/operator@{digest}"
+    values = {"workloadImages": {"trainer": "t:1", "triton": "tr:2", "engineBuild": "b:3", "pullPolicy": "Always"}}
+    env = {e["name"]: e.get("value") for e in container(render(helm, tmp_path, values))["env"]}
+    assert {k: env[k] for k in env if k.startswith("KUBETUNE_")} == {
+        "KUBETUNE_TRAINER_IMAGE": "t:1",
+        "KUBETUNE_TRITON_IMAGE": "tr:2",
+        "KUBETUNE_BUILD_IMAGE": "b:3",
+        "KUBETUNE_IMAGE_PULL_POLICY": "Always",
+    }
+
+
+def test_schema_rejects_a_typo(helm: Helm, tmp_path: Path) -> None:
+    with pytest.raises(HelmError, match="additional properties 'instal' not allowed"):
+        render(helm, tmp_path, {"crds": {"instal": False}})
+
+
+def test_existing_service_account(helm: Helm, tmp_path: Path) -> None:
+    objects = render(helm, tmp_path, {"serviceAccount": {"create": False, "name": "ops"}})
+    assert by_kind(objects, "ServiceAccount") == []
+    assert one(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"
+    assert one(objects, "ClusterRoleBinding")["subjects"][0]["name"] == "ops"
+    with pytest.raises(HelmError, match=re.escape("serviceAccount.name is required")):
+        render(helm, tmp_path, {"serviceAccount": {"create": False}})
