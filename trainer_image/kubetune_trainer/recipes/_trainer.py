@@ -1,0 +1,281 @@
+"""The Hugging Face ``Trainer`` as every recipe drives it, built from ``spec.training``.
+
+Recipes differ in the model they hand over; the loop, the schedule, mixed precision,
+checkpointing and resumption are the same and are configured here, once. Each
+``TrainingArguments`` field below follows
+https://huggingface.co/docs/transformers/main_classes/trainer#transformers.TrainingArguments.
+
+* Schedule: ``cosine`` decays from ``learningRate`` to ``minLearningRate`` (transformers'
+  ``cosine_with_min_lr``), ``linear`` decays linearly to it (``polynomial`` with power 1),
+  ``constant`` stays flat; all warm up linearly over ``warmupRatio`` of the steps.
+* Length: ``TrainerConfig.maxSteps`` (a cap for smoke runs), else ``spec.training.maxSteps``,
+  else ``spec.training.epochs``.
+* Checkpoints: every ``checkpointSteps`` into ``checkpoints/checkpoint-<step>`` with optimizer,
+  scheduler and RNG state, so a resumed run continues the same trajectory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from kubetune.api import v1alpha1
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+
+from kubetune_trainer.fsutil import atomic_file
+from kubetune_trainer.progress import ProgressCallback
+from kubetune_trainer.recipes import _callbacks, _distributed, checkpoints
+from kubetune_trainer.recipes import deepspeed_config as ds
+from kubetune_trainer.status import StatusReporter
+
+log = logging.getLogger(__name__)
+
+#: Periodic checkpoints kept on disk (older ones are deleted as new ones complete).
+KEEP_CHECKPOINTS = 3
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one invocation of the train step runs, beyond the config.
+
+    Attributes:
+        resume_from: checkpoint directory to resume from (``None``: from scratch).
+        stop_at: save and stop once this step is reached, as a preemption would.
+        reporter: status reporter of the FineTuneJob, if any.
+    """
+
+    resume_from: Path | None = None
+    stop_at: int | None = None
+    reporter: StatusReporter | None = None
+
+
+@dataclass
+class RunResult:
+    """What a recipe's ``train()`` achieved.
+
+    Attributes:
+        step: optimizer steps done in total (including those before a resume).
+        total_steps: steps planned.
+        interrupted: stopped before the end (SIGTERM or ``stop_at``); resume to finish.
+        loss: the last logged training loss.
+        losses: ``(step, loss)`` of every log line of this attempt.
+        checkpoint: the latest complete checkpoint written by this attempt.
+    """
+
+    step: int
+    total_steps: int
+    interrupted: bool
+    loss: float | None
+    losses: list[tuple[int, float]] = field(default_factory=list)
+    checkpoint: Path | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """CamelCase JSON, like the API's own objects."""
+        return {
+            "step": self.step,
+            "totalSteps": self.total_steps,
+            "interrupted": self.interrupted,
+            "loss": self.loss,
+            "losses": [[step, loss] for step, loss in self.losses],
+            "checkpoint": str(self.checkpoint) if self.checkpoint else None,
+        }
+
+
+def scheduler_arguments(training: v1alpha1.TrainingSpec) -> tuple[str, dict[str, Any]]:
+    """``(lr_scheduler_type, lr_scheduler_kwargs)`` for the spec's schedule."""
+    decays = training.min_learning_rate < training.learning_rate
+    if training.scheduler == v1alpha1.Scheduler.COSINE:
+        return "cosine_with_min_lr", {"min_lr": training.min_learning_rate}
+    if training.scheduler == v1alpha1.Scheduler.LINEAR and decays:
+        return "polynomial", {"lr_end": training.min_learning_rate, "power": 1.0}
+    return "constant_with_warmup", {}
+
+
+def planned_max_steps(config: v1alpha1.TrainerConfig) -> int:
+    """Steps to train, or -1 to train ``spec.training.epochs`` epochs."""
+    return config.max_steps or config.spec.training.max_steps or -1
+
+
+def training_arguments(
+    config: v1alpha1.TrainerConfig,
+    *,
+    precision: v1alpha1.Precision,
+    gradient_checkpointing: bool,
+    deepspeed: dict[str, Any] | None = None,
+) -> TrainingArguments:
+    """Build ``TrainingArguments`` from the config.
+
+    Args:
+        config: the run's config (``spec.training`` and ``paths``).
+        precision: the precision that runs here (see ``_model.effective_precision``).
+        gradient_checkpointing: whether to recompute activations (a recipe may turn it off).
+        deepspeed: a DeepSpeed config (``deepspeed_config``) or ``None``.
+
+    Returns:
+        The arguments; create them *before* loading the model, so ZeRO-3 can shard it while loading.
+    """
+    training = config.spec.training
+    scheduler, scheduler_kwargs = scheduler_arguments(training)
+    return TrainingArguments(
+        output_dir=config.paths.checkpoints_dir,
+        per_device_train_batch_size=training.per_device_batch_size,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        num_train_epochs=training.epochs,
+        max_steps=planned_max_steps(config),
+        learning_rate=training.learning_rate,
+        lr_scheduler_type=scheduler,
+        lr_scheduler_kwargs=scheduler_kwargs,
+        warmup_steps=training.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=ds.WEIGHT_DECAY,
+        adam_beta1=ds.ADAM_BETAS[0],
+        adam_beta2=ds.ADAM_BETAS[1],
+        adam_epsilon=ds.ADAM_EPSILON,
+        max_grad_norm=ds.MAX_GRAD_NORM,
+        bf16=precision == v1alpha1.Precision.BF16,
+        fp16=precision == v1alpha1.Precision.FP16,
+        activation_checkpointing=gradient_checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if gradient_checkpointing else None,
+        logging_steps=training.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=training.checkpoint_steps,
+        save_total_limit=KEEP_CHECKPOINTS,
+        seed=training.seed,
+        data_seed=training.seed,
+        report_to=[],
+        disable_tqdm=True,  # ProgressCallback logs tqdm-style lines instead of redrawing a bar
+        remove_unused_columns=False,
+        include_num_input_tokens_seen="non_padding",
+        ddp_find_unused_parameters=False,
+        use_cpu=not torch.cuda.is_available(),
+        deepspeed=deepspeed,
+    )
+
+
+def build_trainer(
+    *,
+    model: Any,
+    args: TrainingArguments,
+    train_dataset: Any,
+    collator: Any,
+    tokenizer: Any,
+    spec: v1alpha1.FineTuneJobSpec,
+    options: RunOptions,
+) -> Trainer:
+    """A ``Trainer`` with kubetune's callbacks (graceful stop, checkpoint markers, progress)."""
+    callbacks: list[TrainerCallback] = [
+        _callbacks.GracefulStop(stop_at=options.stop_at),
+        _callbacks.CheckpointCompletion(spec, options.reporter),
+        ProgressCallback(options.reporter),
+    ]
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        data_collator=collator,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def prepare_checkpoints_dir(config: v1alpha1.TrainerConfig, options: RunOptions) -> None:
+    """Clear what a run must not pick up: incomplete checkpoints, or all of them when starting over."""
+    if not _distributed.is_main_process():
+        return
+    if options.resume_from is None:
+        checkpoints.remove_all(config.paths.checkpoints_dir)
+    else:
+        checkpoints.remove_incomplete(config.paths.checkpoints_dir)
+
+
+def run(trainer: Trainer, options: RunOptions) -> RunResult:
+    """Train, resuming if asked, and summarise what happened.
+
+    Args:
+        trainer: from :func:`build_trainer`.
+        options: resume point and stop step.
+
+    Returns:
+        The outcome; ``interrupted`` tells the caller to exit with the "resume me" code.
+    """
+    if options.resume_from is not None:
+        log.info("resuming from %s", options.resume_from)
+    trainer.train(resume_from_checkpoint=str(options.resume_from) if options.resume_from else None)
+    stop = _find(trainer, _callbacks.GracefulStop)
+    progress = _find(trainer, ProgressCallback)
+    completion = _find(trainer, _callbacks.CheckpointCompletion)
+    return RunResult(
+        step=trainer.state.global_step,
+        total_steps=trainer.state.max_steps,
+        interrupted=stop.stopped_early,
+        loss=progress.loss,
+        losses=list(progress.losses),
+        checkpoint=completion.latest,
+    )
+
+
+def _find(trainer: Trainer, kind: type[Any]) -> Any:
+    return next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, kind))
+
+
+def save_final(trainer: Trainer, tokenizer: Any, directory: Path, summary: dict[str, Any]) -> Path:
+    """Write the trained weights, tokenizer and a summary into ``directory``, atomically.
+
+    Every rank takes part (ZeRO-3 gathers its shards); the main process writes into a temporary
+    sibling and swaps it into place once everything is there.
+
+    Args:
+        trainer: the trainer after ``train()``.
+        tokenizer: saved next to the weights, so the directory is self-contained.
+        directory: the final directory (``checkpoints.final_dir``).
+        summary: written as :data:`checkpoints.TRAINING_SUMMARY`.
+
+    Returns:
+        ``directory``.
+    """
+    staging = directory.with_name(f".{directory.name}.tmp")
+    if _distributed.is_main_process():
+        shutil.rmtree(staging, ignore_errors=True)
+    _distributed.barrier()
+    trainer.save_model(str(staging))
+    if _distributed.is_main_process():
+        tokenizer.save_pretrained(str(staging))
+        with atomic_file(staging / checkpoints.TRAINING_SUMMARY) as handle:
+            json.dump(summary, handle, indent=2, sort_keys=True)  # type: ignore[arg-type]
+        _swap_into_place(staging, directory)
+        log.info("trained model saved to %s", directory)
+    _distributed.barrier()
+    return directory
+
+
+def _swap_into_place(staging: Path, directory: Path) -> None:
+    old = directory.with_name(f".{directory.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        os.replace(directory, old)
+    os.replace(staging, directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def training_summary(
+    config: v1alpha1.TrainerConfig, *, recipe: str, precision: v1alpha1.Precision, adapter: bool, result: RunResult
+) -> dict[str, Any]:
+    """The summary saved with the final weights; evaluate and export read it."""
+    return {
+        "recipe": recipe,
+        "method": config.spec.method.value,
+        "baseModel": config.paths.base_model,
+        "adapter": adapter,
+        "precision": precision.value,
+        "step": result.step,
+        "totalSteps": result.total_steps,
+        "loss": result.loss,
+    }

@@ -1,0 +1,83 @@
+"""LoRA on one device: the default recipe, and the one that runs on a CPU.
+
+Run it with ``python -m kubetune_trainer train --config config.json`` where ``spec.method`` is
+``lora``, one process trains (no ``torchrun``) and ``spec.deepspeed`` asks for no ZeRO stage.
+Only the low-rank update matrices train (``spec.lora``: ``r`` higher means more capacity and
+more memory; ``alpha/r`` scales the update), so the base model is loaded in the training
+precision and never changes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kubetune.api import v1alpha1
+
+from kubetune_trainer.recipes import _model, _trainer, batching, checkpoints
+
+
+class LoRASingleDevice:
+    """Fine-tune a LoRA adapter in a single process.
+
+    Args:
+        config: the run's config.
+        options: resume point, stop step and status reporter.
+    """
+
+    name = "lora_single_device"
+
+    def __init__(self, config: v1alpha1.TrainerConfig, options: _trainer.RunOptions) -> None:
+        self.config = config
+        self.options = options
+        self.precision = _model.effective_precision(config.spec.training.precision)
+        self._tokenizer: Any = None
+        self._trainer: Any = None
+        self._result: _trainer.RunResult | None = None
+
+    def setup(self) -> None:
+        """Load the tokenizer, the base model with its adapter and the data; build the trainer."""
+        self._tokenizer = _model.load_tokenizer(_model.check_base_model_dir(self.config.paths.base_model))
+        args = _trainer.training_arguments(
+            self.config,
+            precision=self.precision,
+            gradient_checkpointing=self.config.spec.training.gradient_checkpointing,
+        )
+        model = self._setup_model()
+        train_dataset, collator = self._setup_data()
+        _trainer.prepare_checkpoints_dir(self.config, self.options)
+        self._trainer = _trainer.build_trainer(
+            model=model,
+            args=args,
+            train_dataset=train_dataset,
+            collator=collator,
+            tokenizer=self._tokenizer,
+            spec=self.config.spec,
+            options=self.options,
+        )
+
+    def _setup_model(self) -> Any:
+        base = _model.load_base_model(self.config.paths.base_model, dtype=_model.torch_dtype(self.precision))
+        return _model.add_adapter(base, _model.lora_config(self.config.spec))
+
+    def _setup_data(self) -> tuple[Any, Any]:
+        train, _ = batching.load_splits(self.config.paths.prepared_dir)
+        return batching.training_data(train, packed=True)
+
+    def train(self) -> _trainer.RunResult:
+        """Run the training loop (resuming if asked) until done, SIGTERM or the stop step."""
+        self._result = _trainer.run(self._trainer, self.options)
+        return self._result
+
+    def save_checkpoint(self) -> Path:
+        """Save the adapter and tokenizer into ``checkpoints/final`` for evaluate and export."""
+        if self._result is None:
+            raise RuntimeError("call train() before save_checkpoint()")
+        summary = _trainer.training_summary(
+            self.config, recipe=self.name, precision=self.precision, adapter=True, result=self._result
+        )
+        return _trainer.save_final(self._trainer, self._tokenizer, checkpoints.final_dir(self.config.paths), summary)
+
+    def cleanup(self) -> None:
+        """Release the model and optimizer."""
+        self._trainer = None
