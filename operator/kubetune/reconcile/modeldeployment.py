@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import PurePosixPath
+from typing import Any
 
 from kubetune_trainer.serve import revision as serve_revision
 
@@ -420,6 +421,25 @@ def _events(old: v1alpha1.ModelDeploymentStatus, new: v1alpha1.ModelDeploymentSt
 def _stale_jobs(obs: Observed, out: _Outcome) -> tuple[str, ...]:
     """Build and smoke-test Jobs of revisions that are neither target, previous nor served."""
     return tuple(job.name for job in obs.jobs if job.revision not in out.keep_revisions and not job.deleting)
+
+
+def status_patch(current: Mapping[str, Any] | None, desired: v1alpha1.ModelDeploymentStatus) -> dict[str, Any]:
+    """The JSON merge patch turning the stored status into ``desired``; {} when nothing changed.
+
+    The operator is the only writer of a ModelDeployment's status, so every field is compared;
+    a field that disappears is sent as null, which deletes it.
+
+    Args:
+        current: ``status`` as read from the API server (None before the first pass).
+        desired: the status decided by :func:`decide`.
+
+    Returns:
+        ``{"status": {...changed fields...}}`` or {}.
+    """
+    current = current or {}
+    wanted = desired.to_k8s()
+    patch = {key: wanted.get(key) for key in wanted.keys() | current.keys() if wanted.get(key) != current.get(key)}
+    return {"status": patch} if patch else {}
 
 
 # --- plans --------------------------------------------------------------------------------------

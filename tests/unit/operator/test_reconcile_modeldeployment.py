@@ -551,3 +551,17 @@ def test_label_keys_match_the_renderer() -> None:
     assert seen.MODELDEPLOYMENT_LABEL == serving_meta.MODELDEPLOYMENT_LABEL
     assert seen.REVISION_LABEL == serving_meta.REVISION_LABEL
     assert (seen.COMPONENT_BUILD, seen.COMPONENT_SMOKE) == (serving_meta.BUILD, serving_meta.SMOKE)
+
+
+def test_status_patch_sends_only_changes_and_deletes_with_null() -> None:
+    spec = spec_of()
+    first = md.decide(observe(spec)).status
+    assert md.status_patch(None, first) == {"status": first.to_k8s()}
+    stored = first.to_k8s() | {"previousRevision": "gone"}
+    assert md.status_patch(stored, first) == {"status": {"previousRevision": None}}
+    assert md.status_patch(first.to_k8s(), first) == {}
+    later = NOW + timedelta(seconds=5)
+    building = md.decide(observe(spec, jobs=(job("build", revision_of(spec), ACTIVE),), status=first, now=later))
+    building = building.status
+    patch = md.status_patch(first.to_k8s(), building)["status"]
+    assert set(patch) == {"conditions", "lastUpdated"}
