@@ -20,6 +20,7 @@ import yaml
 from tests.support.cluster import Cluster, KubectlError
 from tests.support.crds import CRD_NAMES, install_crds
 from tests.support.helm import CHART, Helm, find_helm
+from tests.support.wait import wait_for
 
 RESTRICTED = {
     "pod-security.kubernetes.io/enforce": "restricted",
@@ -247,3 +248,32 @@ def test_namespaced_rbac_stops_at_the_watched_namespaces(
     finally:
         rel.cleanup()
         cluster.delete_namespace(watched)
+
+
+def test_namespace_editors_may_manage_kubetune_resources(cluster: Cluster, rbac_release: Release) -> None:
+    team = cluster.create_namespace(prefix="helm-team")
+    try:
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "alice-edit", "namespace": team},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}],
+        }
+        cluster.apply(binding)
+
+        def alice_can(verb: str, resource: str, namespace: str, subresource: str = "") -> bool:
+            args = ["auth", "can-i", verb, resource, "--as=alice", "-n", namespace, f"--subresource={subresource}"]
+            return cluster.kubectl(*args, check=False).strip() == "yes"
+
+        wait_for(
+            lambda: alice_can("create", "finetunejobs.kubetune.dev", team),
+            timeout=30,
+            description="the aggregated edit role to let alice create FineTuneJobs",
+        )
+        assert alice_can("delete", "modeldeployments.kubetune.dev", team)
+        assert alice_can("get", "finetunejobs.kubetune.dev", team, "status")
+        assert not alice_can("patch", "finetunejobs.kubetune.dev", team, "status")  # status is the operator's
+        assert not alice_can("create", "finetunejobs.kubetune.dev", rbac_release.namespace)
+    finally:
+        cluster.delete_namespace(team)

@@ -38,6 +38,14 @@ def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+def operator_role(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The operator's own ClusterRole (not the aggregated user roles)."""
+    roles = [r for r in by_kind(objects, "ClusterRole") if "aggregate-to-view" not in str(r["metadata"]["labels"])]
+    roles = [r for r in roles if "aggregate-to-edit" not in str(r["metadata"]["labels"])]
+    assert len(roles) == 1, [r["metadata"]["name"] for r in roles]
+    return roles[0]
+
+
 def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
 
@@ -61,7 +69,9 @@ def test_default_objects(helm: Helm, tmp_path: Path) -> None:
             "CustomResourceDefinition",
             "CustomResourceDefinition",
             "ServiceAccount",
-            "ClusterRole",
+            "ClusterRole",  # the operator's
+            "ClusterRole",  # <fullname>-edit, aggregated into admin and edit
+            "ClusterRole",  # <fullname>-view, aggregated into view
             "ClusterRoleBinding",
             "Role",  # leader election, in the release namespace
             "RoleBinding",
@@ -142,7 +152,7 @@ def test_names_fit_in_63_characters(helm: Helm, tmp_path: Path) -> None:
             assert len(name) <= 63 and not name.endswith("-"), name
     default = render(helm, tmp_path, {"fullnameOverride": "f" * 63}, release=release)
     names = {o["metadata"]["name"] for o in default if o["kind"] != "CustomResourceDefinition"}
-    assert len(names) == 3, names  # fullname, <fullname>-metrics, <fullname>-leader-election: still distinct
+    assert len(names) == 5, names  # fullname and its -metrics, -leader-election, -edit, -view: still distinct
 
 
 def test_release_name_containing_the_chart_name_is_not_repeated(helm: Helm, tmp_path: Path) -> None:
@@ -152,7 +162,7 @@ def test_release_name_containing_the_chart_name_is_not_repeated(helm: Helm, tmp_
 
 def test_cluster_wide_mode_uses_a_release_specific_cluster_role(helm: Helm, tmp_path: Path) -> None:
     objects = render(helm, tmp_path, release="team-x")
-    role = one(objects, "ClusterRole")
+    role = operator_role(objects)
     binding = one(objects, "ClusterRoleBinding")
     assert role["metadata"]["name"] == binding["roleRef"]["name"] == "team-x-kubetune"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "team-x-kubetune", "namespace": NAMESPACE}]
@@ -160,7 +170,7 @@ def test_cluster_wide_mode_uses_a_release_specific_cluster_role(helm: Helm, tmp_
 
 
 def test_namespaced_mode_grants_nothing_cluster_wide_but_crd_reads(helm: Helm, tmp_path: Path) -> None:
-    cluster_wide = one(render(helm, tmp_path), "ClusterRole")["rules"]
+    cluster_wide = operator_role(render(helm, tmp_path))["rules"]
     objects = render(helm, tmp_path, {"watchNamespaces": ["ml-a", "ml-b"]})
     roles = [r for r in by_kind(objects, "Role") if not r["metadata"]["name"].endswith("leader-election")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["ml-a", "ml-b"]
@@ -168,7 +178,7 @@ def test_namespaced_mode_grants_nothing_cluster_wide_but_crd_reads(helm: Helm, t
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["ml-a", "ml-b"]
     crd_reads = [r for r in cluster_wide if r["apiGroups"] == ["apiextensions.k8s.io"]]
     assert roles[0]["rules"] + crd_reads == cluster_wide  # the same rules, only scoped
-    assert one(objects, "ClusterRole")["rules"] == crd_reads
+    assert operator_role(objects)["rules"] == crd_reads
     args = container(objects)["args"]
     assert [a for a in args if a.startswith("--namespace")] == ["--namespace=ml-a", "--namespace=ml-b"]
     assert "--all-namespaces" not in args
@@ -218,3 +228,15 @@ def test_existing_service_account(helm: Helm, tmp_path: Path) -> None:
     assert one(objects, "ClusterRoleBinding")["subjects"][0]["name"] == "ops"
     with pytest.raises(HelmError, match=re.escape("serviceAccount.name is required")):
         render(helm, tmp_path, {"serviceAccount": {"create": False}})
+
+
+def test_user_roles_are_aggregated_into_admin_edit_and_view(helm: Helm, tmp_path: Path) -> None:
+    roles = {r["metadata"]["name"]: r for r in by_kind(render(helm, tmp_path), "ClusterRole")}
+    edit, view = roles["rel-kubetune-edit"], roles["rel-kubetune-view"]
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+    assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-admin"] == "true"
+    assert view["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert "create" in edit["rules"][0]["verbs"] and view["rules"][0]["verbs"] == ["get", "list", "watch"]
+    off = render(helm, tmp_path, {"rbac": {"aggregateClusterRoles": False}})
+    assert [r["metadata"]["name"] for r in by_kind(off, "ClusterRole")] == ["rel-kubetune"]
+    assert by_kind(render(helm, tmp_path, {"rbac": {"create": False}}), "ClusterRole") == []
