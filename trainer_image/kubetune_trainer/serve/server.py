@@ -27,6 +27,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -49,6 +50,9 @@ CACHE_ENV = "KUBETUNE_CACHE_DIR"
 _BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
 _STUB = "triton_python_backend_stub"
 _LOG_TAIL_CHARS = 4000
+#: Triton's error lines look like ``E1124 13:40:40.602548 13121 model_lifecycle.cc:642] "failed to load ..."``.
+_ERROR_LINE = re.compile(r"^E\d{4} |^error: ")
+_ERROR_LINE_CHARS = 800
 
 
 class ServerError(TrainerError):
@@ -286,12 +290,15 @@ class TritonServer:
         raise ServerError(f"tritonserver not ready after {timeout:g}s\n{self.log_tail()}")
 
     def log_tail(self, chars: int = _LOG_TAIL_CHARS) -> str:
-        """The end of the server log (model load errors are there)."""
+        """The server's error lines (model load failures), then the end of its log."""
         try:
             text = self.log_path.read_text("utf-8", errors="replace")
         except OSError:
             return ""
-        return text[-chars:]
+        errors = [line[:_ERROR_LINE_CHARS] for line in text.splitlines() if _ERROR_LINE.match(line)]
+        if not errors:
+            return text[-chars:]
+        return "errors:\n" + "\n".join(errors[-10:]) + f"\nlog tail:\n{text[-chars // 2 :]}"
 
     def stop(self, timeout: float = 20.0) -> None:
         """Stop the server and its stub processes (SIGTERM to the group, SIGKILL after ``timeout``)."""

@@ -73,6 +73,8 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         model_dir = os.path.join(version_dir, _parameter(config, "model_dir", "model"))
+        if not os.path.isfile(os.path.join(model_dir, "config.json")):
+            raise FileNotFoundError(f"model directory {model_dir} has no config.json (see parameter model_dir)")
         self.max_input_len = int(_parameter(config, "max_input_len", "2048"))
         self.max_output_len = int(_parameter(config, "max_output_len", "512"))
         self.default_max_tokens = min(int(_parameter(config, "default_max_tokens", "64")), self.max_output_len)

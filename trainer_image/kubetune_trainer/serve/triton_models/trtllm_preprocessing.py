@@ -53,6 +53,8 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         version_dir = os.path.join(args["model_repository"], args["model_version"])
         tokenizer_dir = os.path.join(version_dir, _parameter(config, "tokenizer_dir", "tokenizer"))
+        if not os.path.isdir(tokenizer_dir):
+            raise FileNotFoundError(f"tokenizer directory {tokenizer_dir} does not exist (see parameter tokenizer_dir)")
         self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         self.max_input_len = int(_parameter(config, "max_input_len", "2048"))
         self.max_output_len = int(_parameter(config, "max_output_len", "512"))
