@@ -52,21 +52,26 @@ class ApiServer:
     ca_path: str | None = f"{SERVICE_ACCOUNT_DIR}/ca.crt"
 
     @classmethod
-    def in_cluster(cls, environ: dict[str, str] | None = None) -> ApiServer | None:
+    def in_cluster(
+        cls, environ: dict[str, str] | None = None, account_dir: str = SERVICE_ACCOUNT_DIR
+    ) -> ApiServer | None:
         """The API server as seen from a pod, or ``None`` outside one.
 
         Args:
             environ: the environment to read ``KUBERNETES_SERVICE_HOST/PORT`` from (default: ``os.environ``).
+            account_dir: where the service-account token and CA are mounted.
 
         Returns:
-            The in-cluster address with the service-account token and CA, if all are present.
+            The in-cluster address with the service-account token and CA, if the pod has a token.
         """
         env = os.environ if environ is None else environ
         host, port = env.get("KUBERNETES_SERVICE_HOST"), env.get("KUBERNETES_SERVICE_PORT", "443")
-        server = cls(base_url=f"https://{_bracket_ipv6(host)}:{port}") if host else None
-        if server is None or not Path(str(server.token_path)).is_file():
+        token = Path(account_dir, "token")
+        if not host or not token.is_file():
             return None
-        return server
+        return cls(
+            base_url=f"https://{_bracket_ipv6(host)}:{port}", token_path=str(token), ca_path=f"{account_dir}/ca.crt"
+        )
 
     def bearer_token(self) -> str | None:
         """The current token, or ``None`` when no token file is configured."""

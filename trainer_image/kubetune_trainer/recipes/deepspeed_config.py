@@ -49,7 +49,7 @@ def deepspeed_config(spec: v1alpha1.FineTuneJobSpec, *, hidden_size: int | None 
         "wall_clock_breakdown": False,
     }
     config.update(_precision_section(training.precision))
-    if spec.deepspeed is not None and spec.deepspeed.offload_optimizer:
+    if "offload_optimizer" in config["zero_optimization"]:
         # ZeRO-Offload needs DeepSpeed's own CPU optimizer; the trainer's schedule still drives its learning rate.
         config["optimizer"] = _optimizer_section(training)
     return config
