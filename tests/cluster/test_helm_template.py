@@ -6,12 +6,14 @@ into the local control plane is tested in test_helm.py.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from kubetune import settings
 
 from tests.support.helm import CHART, Helm, HelmError, find_helm
 
@@ -48,6 +50,11 @@ def operator_role(objects: list[dict[str, Any]]) -> dict[str, Any]:
 
 def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     return one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+def env(objects: list[dict[str, Any]]) -> dict[str, str]:
+    """The operator container's plain (non-fieldRef) environment."""
+    return {e["name"]: e["value"] for e in container(objects)["env"] if "value" in e}
 
 
 @pytest.mark.parametrize(
@@ -120,15 +127,14 @@ def test_operator_pod_is_restricted_and_bounded(helm: Helm, tmp_path: Path) -> N
 
 
 def test_probes_and_ports_point_at_the_operator_endpoints(helm: Helm, tmp_path: Path) -> None:
-    objects = render(helm, tmp_path, {"operator": {"healthPort": 9441}, "metrics": {"port": 9440}})
+    objects = render(helm, tmp_path, {"metrics": {"port": 9440}})
     main = container(objects)
-    ports = {p["name"]: p["containerPort"] for p in main["ports"]}
-    assert ports == {"health": 9441, "metrics": 9440}
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert main[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
-    assert "--health-port=9441" in main["args"] and "--metrics-port=9440" in main["args"]
+    assert main["ports"] == [{"name": "http", "containerPort": 9440, "protocol": "TCP"}]
+    assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert env(objects)["KUBETUNE_METRICS_PORT"] == "9440"
     service = one(objects, "Service")
-    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9440, "targetPort": "metrics", "protocol": "TCP"}]
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 9440, "targetPort": "http", "protocol": "TCP"}]
     assert service["spec"]["selector"] == one(objects, "Deployment")["spec"]["selector"]["matchLabels"]
 
 
@@ -141,7 +147,7 @@ def test_metrics_service_and_service_monitor_are_optional(helm: Helm, tmp_path: 
     assert monitor["spec"]["selector"]["matchLabels"].items() <= one(monitored, "Service")["metadata"]["labels"].items()
     off = render(helm, tmp_path, {"metrics": {"enabled": False, "serviceMonitor": {"enabled": True}}})
     assert by_kind(off, "Service") == [] and by_kind(off, "ServiceMonitor") == []
-    assert [p["name"] for p in container(off)["ports"]] == ["health"]
+    assert [p["name"] for p in container(off)["ports"]] == ["http"]  # the probes still need the server
 
 
 def test_names_fit_in_63_characters(helm: Helm, tmp_path: Path) -> None:
@@ -166,7 +172,7 @@ def test_cluster_wide_mode_uses_a_release_specific_cluster_role(helm: Helm, tmp_
     binding = one(objects, "ClusterRoleBinding")
     assert role["metadata"]["name"] == binding["roleRef"]["name"] == "team-x-kubetune"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "team-x-kubetune", "namespace": NAMESPACE}]
-    assert "--all-namespaces" in container(objects)["args"]
+    assert env(objects)["KUBETUNE_NAMESPACES"] == ""  # all namespaces
 
 
 def test_namespaced_mode_grants_nothing_cluster_wide_but_crd_reads(helm: Helm, tmp_path: Path) -> None:
@@ -179,41 +185,75 @@ def test_namespaced_mode_grants_nothing_cluster_wide_but_crd_reads(helm: Helm, t
     crd_reads = [r for r in cluster_wide if r["apiGroups"] == ["apiextensions.k8s.io"]]
     assert roles[0]["rules"] + crd_reads == cluster_wide  # the same rules, only scoped
     assert operator_role(objects)["rules"] == crd_reads
-    args = container(objects)["args"]
-    assert [a for a in args if a.startswith("--namespace")] == ["--namespace=ml-a", "--namespace=ml-b"]
-    assert "--all-namespaces" not in args
+    assert env(objects)["KUBETUNE_NAMESPACES"] == "ml-a,ml-b"
 
 
 def test_leader_election(helm: Helm, tmp_path: Path) -> None:
     single = render(helm, tmp_path)
     assert one(single, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
+    settings = env(single)
+    assert settings["KUBETUNE_STANDALONE"] == "false" and settings["KUBETUNE_LEASE_NAME"] == "rel-kubetune-leader"
     lease_role = next(r for r in by_kind(single, "Role") if r["metadata"]["name"].endswith("leader-election"))
-    lease = next(a.split("=", 1)[1] for a in container(single)["args"] if a.startswith("--leader-election-lease="))
-    assert {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": [lease],
-            "verbs": ["get", "update", "patch"]} in lease_role["rules"]  # fmt: skip
+    assert lease_role["metadata"]["namespace"] == NAMESPACE
+    assert lease_role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["rel-kubetune-leader"],
+            "verbs": ["get", "update"],
+        },
+    ]
     ha = one(render(helm, tmp_path, {"replicaCount": 3}), "Deployment")
     assert ha["spec"]["replicas"] == 3 and "strategy" not in ha["spec"]
     with pytest.raises(HelmError, match=re.escape("replicaCount > 1 needs leaderElection.enabled")):
         render(helm, tmp_path, {"replicaCount": 2, "leaderElection": {"enabled": False}})
     alone = render(helm, tmp_path, {"leaderElection": {"enabled": False}})
-    assert not any(a.startswith("--leader-election") for a in container(alone)["args"])
+    assert env(alone)["KUBETUNE_STANDALONE"] == "true" and "KUBETUNE_LEASE_NAME" not in env(alone)
     assert by_kind(alone, "Role") == []
 
 
 def test_images(helm: Helm, tmp_path: Path) -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
-    assert container(render(helm, tmp_path))["image"] == f"kubetune/operator:{chart['appVersion']}"
+    assert container(render(helm, tmp_path))["image"] == f"ghcr.io/kubetune/operator:{chart['appVersion']}"
     digest = "sha256:" + "a" * 64
     values = {"image": {"registry": "registry.example.com", "tag": "9.9.9", "digest": digest}}
     assert container(render(helm, tmp_path, values))["image"] == f"registry.example.com/kubetune/operator@{digest}"
-    values = {"workloadImages": {"trainer": "t:1", "triton": "tr:2", "engineBuild": "b:3", "pullPolicy": "Always"}}
-    env = {e["name"]: e.get("value") for e in container(render(helm, tmp_path, values))["env"]}
-    assert {k: env[k] for k in env if k.startswith("KUBETUNE_")} == {
-        "KUBETUNE_TRAINER_IMAGE": "t:1",
-        "KUBETUNE_TRITON_IMAGE": "tr:2",
-        "KUBETUNE_BUILD_IMAGE": "b:3",
-        "KUBETUNE_IMAGE_PULL_POLICY": "Always",
+    values = {"image": {"registry": "", "tag": "9.9.9"}}
+    assert container(render(helm, tmp_path, values))["image"] == "kubetune/operator:9.9.9"
+
+
+def test_chart_env_is_what_the_operator_settings_read(helm: Helm, tmp_path: Path) -> None:
+    """Every KUBETUNE_* variable the chart sets is a setting, and the values arrive typed."""
+    values = {
+        "watchNamespaces": ["ml-a", "ml-b"],
+        "metrics": {"port": 9440},
+        "operator": {"logLevel": "DEBUG", "workers": 4},
+        "leaderElection": {"leaseDuration": 20, "renewDeadline": 12.5, "retryPeriod": 3},
+        "workloads": {"trainerImage": "t:1", "imagePullPolicy": "Always", "prepare": {"cpu": "500m", "memory": "2Gi"}},
     }
+    variables = env(render(helm, tmp_path, values))
+    fields = {f.name for f in dataclasses.fields(settings.Settings)}
+    names = [k.removeprefix(settings.PREFIX).lower() for k in variables if k.startswith(settings.PREFIX)]
+    unknown = [name for name in names if name not in fields]
+    assert unknown == []
+    read = settings.from_env({**variables, "POD_NAMESPACE": NAMESPACE, "POD_NAME": "rel-kubetune-abc"})
+    assert read.namespaces == ("ml-a", "ml-b")
+    assert (read.metrics_port, read.log_level, read.workers, read.standalone) == (9440, "DEBUG", 4, False)
+    assert (read.lease_name, read.lease_namespace) == ("rel-kubetune-leader", NAMESPACE)
+    assert (read.lease_duration, read.renew_deadline, read.retry_period) == (20.0, 12.5, 3.0)
+    assert (read.trainer_image, read.image_pull_policy) == ("t:1", "Always")
+    assert (read.prepare_cpu, read.prepare_memory) == ("500m", "2Gi")
+    assert read.identity.startswith("rel-kubetune-abc_")
+    assert settings.from_env(env(render(helm, tmp_path))).all_namespaces
+
+
+def test_chart_defaults_are_the_operator_defaults(helm: Helm, tmp_path: Path) -> None:
+    defaults = settings.Settings()
+    read = settings.from_env({**env(render(helm, tmp_path)), "POD_NAMESPACE": NAMESPACE})
+    for name in ("trainer_image", "image_pull_policy", "prepare_cpu", "prepare_memory", "metrics_port", "workers",
+                 "lease_duration", "renew_deadline", "retry_period", "log_level"):  # fmt: skip
+        assert getattr(read, name) == getattr(defaults, name), name
 
 
 def test_schema_rejects_a_typo(helm: Helm, tmp_path: Path) -> None:
