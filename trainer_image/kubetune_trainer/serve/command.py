@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="copy",
         help="python backend: copy the weights into the repository, or reference them in place",
     )
+    build.add_argument(
+        "--num-threads", type=int, default=0, help="python backend: torch threads (0: the CPUs it may use)"
+    )
     build.add_argument("--engine-dir", help="tensorrtllm: engine directory as the Triton pod sees it")
     build.add_argument("--engine-source", help="tensorrtllm: built engine to place into the repository")
 
@@ -133,6 +136,7 @@ def _run_build(args: argparse.Namespace) -> int:
         weights=args.weights,
         engine_dir=args.engine_dir,
         engine_source=args.engine_source,
+        num_threads=args.num_threads,
     )
     summary = {
         "repository": str(output),

@@ -49,6 +49,7 @@ def config(
     instance_count: int = 1,
     default_max_tokens: int = DEFAULT_MAX_TOKENS,
     device: str = "auto",
+    num_threads: int = 0,
 ) -> str:
     """Render the ``config.pbtxt`` of the python-backend model.
 
@@ -61,6 +62,9 @@ def config(
         instance_count: model instances (processes) Triton runs; each holds a copy of the model.
         default_max_tokens: tokens generated when a request does not send ``max_tokens``.
         device: ``auto`` (GPU when torch sees one), ``cpu`` or ``cuda``.
+        num_threads: torch intra-op threads per instance (0: the CPUs the container may use, read
+            from its cgroup quota at load time). On a CPU shared with other work, fewer threads
+            avoid OpenMP stalls.
 
     Returns:
         The configuration text.
@@ -84,6 +88,7 @@ def config(
             max_output_len=str(engine.max_output_len),
             default_max_tokens=str(min(default_max_tokens, engine.max_output_len)),
             device=device,
+            num_threads=str(num_threads),
             apply_chat_template="true",
         ),
     }

@@ -119,6 +119,7 @@ def build_repository(
     weights: Weights = "copy",
     engine_dir: str | None = None,
     engine_source: str | Path | None = None,
+    num_threads: int = 0,
 ) -> Path:
     """Write a complete model repository for ``spec.backend``, atomically.
 
@@ -133,6 +134,7 @@ def build_repository(
         engine_dir: tensorrtllm only: the engine directory as the Triton pod sees it (default: the
             ``tensorrt_llm/1`` directory of ``output``).
         engine_source: tensorrtllm only: a built engine to place into ``tensorrt_llm/1``.
+        num_threads: python backend only: torch threads per model instance (0: the container's CPUs).
 
     Returns:
         The repository directory.
@@ -145,7 +147,7 @@ def build_repository(
     _check_model_dir(model_dir)
     with fsutil.atomic_dir(output) as root:
         if spec.backend is v1alpha1.Backend.PYTHON:
-            _python_repository(root, model_dir, spec, model_name, weights)
+            _python_repository(root, model_dir, spec, model_name, weights, num_threads)
         else:
             target_engine = engine_dir or str(output / tensorrtllm.TENSORRT_LLM / "1")
             _tensorrtllm_repository(root, model_dir, spec, model_name, target_engine, engine_source)
@@ -154,7 +156,7 @@ def build_repository(
 
 
 def _python_repository(
-    root: Path, model_dir: Path, spec: v1alpha1.ServingSpec, model_name: str, weights: Weights
+    root: Path, model_dir: Path, spec: v1alpha1.ServingSpec, model_name: str, weights: Weights, num_threads: int
 ) -> None:
     """Files and weights of the python backend."""
     if spec.quantization is not v1alpha1.Quantization.FP16:
@@ -165,7 +167,7 @@ def _python_repository(
     if weights not in ("copy", "reference"):
         raise TrainerError(f"weights must be copy or reference, got {weights!r}")
     location = python_backend.WEIGHTS_DIR if weights == "copy" else str(model_dir)
-    write_files(root, python_backend.files(spec, model_name, model_dir=location))
+    write_files(root, python_backend.files(spec, model_name, model_dir=location, num_threads=num_threads))
     if weights == "copy":
         _copy_tree(model_dir, root / model_name / "1" / python_backend.WEIGHTS_DIR)
 

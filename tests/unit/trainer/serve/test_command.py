@@ -108,11 +108,12 @@ def test_build_writes_a_repository_and_prints_its_digest(tmp_path: Path, capsys:
 
     model = build_tiny_model(tmp_path / "model", vocab_size=300, hidden_size=32)
     argv = ["serve", "build", "--model", str(model), "--output", str(tmp_path / "repo"), "--backend", "python"]
-    assert main([*argv, "--weights", "reference", "--model-name", "bot"]) == 0
+    assert main([*argv, "--weights", "reference", "--model-name", "bot", "--num-threads", "2"]) == 0
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])  # (DeepSpeed may log to stdout first)
     assert summary["model"] == "bot" and summary["backend"] == "python"
     assert summary["digest"].startswith("sha256:")
-    assert (tmp_path / "repo" / "bot" / "config.pbtxt").is_file()
+    config = (tmp_path / "repo" / "bot" / "config.pbtxt").read_text()
+    assert 'key: "num_threads"\n  value { string_value: "2" }' in config
 
 
 def test_build_of_a_non_model_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,11 +27,15 @@ def test_config_parses_and_follows_the_engine_settings(dynamic: bool) -> None:
     assert parameters["max_output_len"] == "40"
     assert parameters["default_max_tokens"] == "40"  # capped by maxOutputLen
     assert parameters["model_dir"] == python_backend.WEIGHTS_DIR
+    assert parameters["num_threads"] == "0"  # decided by the model at load time from its CPU quota
 
 
 def test_config_options_reach_the_file() -> None:
-    text = python_backend.config(_spec(), model_dir="/abs/model", queue_delay_us=250, instance_count=2, device="cpu")
+    text = python_backend.config(
+        _spec(), model_dir="/abs/model", queue_delay_us=250, instance_count=2, device="cpu", num_threads=3
+    )
     config = pbtxt.validate_config(text)
+    assert config.parameters["num_threads"].string_value == "3"
     assert config.parameters["model_dir"].string_value == "/abs/model"
     assert config.parameters["device"].string_value == "cpu"
     assert config.dynamic_batching.max_queue_delay_microseconds == 250

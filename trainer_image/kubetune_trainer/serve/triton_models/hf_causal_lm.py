@@ -11,7 +11,8 @@ pass. The prompt is wrapped in the tokenizer's chat template, as during fine-tun
 
 Parameters (``config.pbtxt``), all strings: ``model_dir`` (absolute, or relative to the version
 directory), ``max_input_len``, ``max_output_len``, ``default_max_tokens``, ``device``
-(auto/cpu/cuda), ``apply_chat_template`` (true/false).
+(auto/cpu/cuda), ``num_threads`` (torch intra-op threads; 0: the CPUs this container may use),
+``apply_chat_template`` (true/false).
 """
 
 from __future__ import annotations
@@ -62,6 +63,31 @@ def _per_prompt(values: np.ndarray | None, count: int, default: float, name: str
     return [float(value) for value in values]
 
 
+def _cpu_budget() -> int:
+    """CPUs this process may use: its affinity, capped by a cgroup CPU quota (a pod's CPU limit).
+
+    torch defaults to one thread per host core; in a pod limited to fewer cores that oversubscribes
+    the quota and OpenMP threads stall each other.
+    """
+    cpus = len(os.sched_getaffinity(0))
+    for quota_file, period_file in (
+        ("/sys/fs/cgroup/cpu.max", None),
+        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"),
+    ):
+        try:
+            with open(quota_file) as handle:
+                fields = handle.read().split()
+            if period_file is not None:
+                with open(period_file) as handle:
+                    fields.append(handle.read().strip())
+        except OSError:
+            continue
+        if len(fields) == 2 and fields[0] not in ("max", "-1"):
+            cpus = min(cpus, max(1, -(-int(fields[0]) // int(fields[1]))))
+        break
+    return max(1, cpus)
+
+
 class TritonPythonModel:
     """The model Triton instantiates once per instance of ``instance_group``."""
 
@@ -84,6 +110,8 @@ class TritonPythonModel:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.torch = torch
+        threads = int(_parameter(config, "num_threads", "0")) or _cpu_budget()
+        torch.set_num_threads(threads)
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.tokenizer.padding_side = "left"
