@@ -77,7 +77,8 @@ class Observed:
         jobs: its build and smoke-test Jobs (all revisions).
         deployment: its Triton Deployment, None when absent.
         engines: the engine records of the ``<name>-engines`` ConfigMap.
-        build_report: what the target revision's build pod wrote to its termination log.
+        build_reports: per revision, what its completed build pod wrote to its termination log
+            (read for completed builds that have no engine record yet).
     """
 
     name: str
@@ -91,7 +92,7 @@ class Observed:
     jobs: tuple[observed.JobView, ...] = ()
     deployment: observed.DeploymentView | None = None
     engines: Mapping[str, observed.EngineRecord] = field(default_factory=dict)
-    build_report: Mapping[str, str] = field(default_factory=dict)
+    build_reports: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -442,6 +443,34 @@ def status_patch(current: Mapping[str, Any] | None, desired: v1alpha1.ModelDeplo
     return {"status": patch} if patch else {}
 
 
+def invalid_spec(
+    status: v1alpha1.ModelDeploymentStatus, generation: int, message: str, now: datetime
+) -> v1alpha1.ModelDeploymentStatus:
+    """The status of a ModelDeployment whose spec the operator cannot read (nothing is touched).
+
+    The API server validates specs against the CRD schema, so this only happens when the CRD
+    and the operator disagree (e.g. an older CRD left installed); the message says what failed.
+
+    Args:
+        status: the current status.
+        generation: the generation that failed to parse.
+        message: the validation errors.
+        now: the time of this pass.
+
+    Returns:
+        The new status: phase Failed, Ready False with reason InvalidSpec.
+    """
+    conditions, _ = conds.set_condition(
+        status.conditions, reasons.READY, v1alpha1.ConditionStatus.FALSE, reasons.INVALID_SPEC, message, generation, now
+    )
+    updated = status.model_copy(
+        update={"phase": Phase.FAILED, "conditions": conditions, "observed_generation": generation}
+    )
+    if _comparable(updated) != _comparable(status):
+        updated.last_updated = now
+    return updated
+
+
 # --- plans --------------------------------------------------------------------------------------
 
 
@@ -485,7 +514,7 @@ def _new_record(obs: Observed, plan: Plan, model: ModelResolution) -> observed.E
     return observed.EngineRecord(
         revision=plan.revision,
         uri=plan.engine_uri,
-        digest=obs.build_report.get("digest"),
+        digest=obs.build_reports.get(plan.revision, {}).get("digest"),
         model_uri=plan.model_uri,
         model_digest=model.digest or "",
         fine_tune_job=model.fine_tune_job,

@@ -135,9 +135,13 @@ def _scheduling(rev: Revision) -> dict[str, Any]:
     return out
 
 
-def _pod_labels(parent: meta.Parent, component: str, revision: str) -> dict[str, str]:
-    """Pod labels: the annotation's extra labels, overridden by kubetune's own."""
-    return {**meta.extra_pod_labels(parent, component), **meta.child_labels(parent.name, component, revision)}
+def _pod_metadata(
+    parent: meta.Parent, component: str, revision: str, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Pod template metadata: the pass-through labels and annotations, overridden by kubetune's own."""
+    labels = {**meta.extra_pod_labels(parent, component), **meta.child_labels(parent.name, component, revision)}
+    merged = {**meta.extra_pod_annotations(parent, component), **(annotations or {})}
+    return {"labels": labels, "annotations": merged} if merged else {"labels": labels}
 
 
 def _common_env() -> list[dict[str, Any]]:
@@ -274,10 +278,7 @@ def build_job(parent: meta.Parent, rev: Revision) -> dict[str, Any]:
         ]
         pod_spec.update(_scheduling(rev))
     template = {
-        "metadata": {
-            "labels": _pod_labels(parent, meta.BUILD, rev.revision),
-            "annotations": {SPEC_ANNOTATION: serving_spec_json(rev.spec)},
-        },
+        "metadata": _pod_metadata(parent, meta.BUILD, rev.revision, {SPEC_ANNOTATION: serving_spec_json(rev.spec)}),
         "spec": pod_spec,
     }
     job_spec = {"backoffLimit": BUILD_BACKOFF_LIMIT, "template": template}
@@ -401,16 +402,18 @@ def deployment(parent: meta.Parent, rev: Revision) -> dict[str, Any]:
         **_probes(rev),
     )
     template = {
-        "metadata": {
-            "labels": _pod_labels(parent, meta.SERVER, rev.revision),
-            "annotations": {
+        "metadata": _pod_metadata(
+            parent,
+            meta.SERVER,
+            rev.revision,
+            {
                 meta.REVISION_LABEL: rev.revision,
                 "kubetune.dev/engine-uri": rev.engine_uri,
                 "prometheus.io/scrape": "true",
                 "prometheus.io/port": str(METRICS_PORT),
                 "prometheus.io/path": "/metrics",
             },
-        },
+        ),
         "spec": {
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
@@ -540,7 +543,7 @@ def smoke_job(parent: meta.Parent, rev: Revision) -> dict[str, Any]:
         terminationMessagePolicy="FallbackToLogsOnError",
     )
     template = {
-        "metadata": {"labels": _pod_labels(parent, meta.SMOKE, rev.revision)},
+        "metadata": _pod_metadata(parent, meta.SMOKE, rev.revision),
         "spec": {
             "restartPolicy": "Never",
             "automountServiceAccountToken": False,

@@ -139,22 +139,9 @@ def metadata(parent: Parent, name: str, component: str, revision: str | None = N
     }
 
 
-def extra_pod_labels(parent: Parent, component: str) -> dict[str, str]:
-    """Labels asked for by the ``kubetune.dev/<component>-pod-labels`` annotation (a JSON object).
-
-    A testing and debugging aid, named like the FineTuneJob's: e.g.
-    ``kubetune.dev/smoke-pod-labels: '{"kwok.x-k8s.io/fail": "true"}'`` makes only the smoke-test
-    pods fail on the kwok test bed. Labels kubetune sets itself win over these. A malformed value
-    is ignored (the handler reports it as a Warning event).
-
-    Args:
-        parent: the ModelDeployment (its annotations).
-        component: :data:`BUILD`, :data:`SMOKE` or :data:`SERVER`.
-
-    Returns:
-        The extra labels, {} when there are none.
-    """
-    text = parent.annotations.get(well_known.pod_labels_annotation(component))
+def _json_map(annotations: Mapping[str, str], key: str) -> dict[str, str]:
+    """The string entries of a JSON-object annotation; {} when absent or malformed."""
+    text = annotations.get(key)
     if text is None:
         return {}
     try:
@@ -166,8 +153,39 @@ def extra_pod_labels(parent: Parent, component: str) -> dict[str, str]:
     return {k: v for k, v in value.items() if isinstance(k, str) and isinstance(v, str)}
 
 
+def extra_pod_labels(parent: Parent, component: str) -> dict[str, str]:
+    """Labels asked for by the ``kubetune.dev/<component>-pod-labels`` annotation (a JSON object).
+
+    A testing and debugging aid, named like the FineTuneJob's: e.g.
+    ``kubetune.dev/smoke-pod-labels: '{"kwok.x-k8s.io/fail": "true"}'`` makes only the smoke-test
+    pods fail on the kwok test bed. Labels kubetune sets itself win over these. A malformed value
+    is ignored (and logged by the handler).
+
+    Args:
+        parent: the ModelDeployment (its annotations).
+        component: :data:`BUILD`, :data:`SMOKE` or :data:`SERVER`.
+
+    Returns:
+        The extra labels, {} when there are none.
+    """
+    return _json_map(parent.annotations, well_known.pod_labels_annotation(component))
+
+
+def extra_pod_annotations(parent: Parent, component: str) -> dict[str, str]:
+    """Annotations asked for by ``kubetune.dev/<component>-pod-annotations`` (e.g. kwok timings).
+
+    Args:
+        parent: the ModelDeployment (its annotations).
+        component: :data:`BUILD`, :data:`SMOKE` or :data:`SERVER`.
+
+    Returns:
+        The extra pod annotations, {} when there are none.
+    """
+    return _json_map(parent.annotations, well_known.pod_annotations_annotation(component))
+
+
 def malformed_pod_label_annotations(annotations: Mapping[str, str]) -> list[str]:
-    """The pod-label annotations of a ModelDeployment that are not a JSON object of strings.
+    """The pod-label and pod-annotation annotations that are not a JSON object of strings.
 
     Args:
         annotations: the ModelDeployment's metadata.annotations.
@@ -176,8 +194,10 @@ def malformed_pod_label_annotations(annotations: Mapping[str, str]) -> list[str]
         The offending annotation keys.
     """
     bad = []
-    for component in POD_COMPONENTS:
-        key = well_known.pod_labels_annotation(component)
+    keys = [
+        f(c) for c in POD_COMPONENTS for f in (well_known.pod_labels_annotation, well_known.pod_annotations_annotation)
+    ]
+    for key in keys:
         if key not in annotations:
             continue
         try:

@@ -227,7 +227,11 @@ def test_running_build_is_not_created_again() -> None:
 def test_completed_build_is_recorded_and_rolled_out() -> None:
     spec = spec_of()
     rev = revision_of(spec)
-    obs = observe(spec, jobs=(job("build", rev, SUCCEEDED),), build_report={"digest": "sha256:repo"})
+    obs = observe(
+        spec,
+        jobs=(job("build", rev, SUCCEEDED),),
+        build_reports={rev: {"digest": "sha256:repo"}, "other": {"digest": "sha256:no"}},
+    )
     decision = md.decide(obs)
     assert decision.status.phase == "Deploying"
     assert decision.engines is not None
@@ -565,3 +569,20 @@ def test_status_patch_sends_only_changes_and_deletes_with_null() -> None:
     building = building.status
     patch = md.status_patch(first.to_k8s(), building)["status"]
     assert set(patch) == {"conditions", "lastUpdated"}
+
+
+def test_invalid_spec_fails_without_touching_anything_else() -> None:
+    ready = md.decide(_at_target(spec_of(), deployment=dep(revision_of(spec_of())),
+                                 jobs=(job("smoke", revision_of(spec_of()), SUCCEEDED),))).status  # fmt: skip
+    later = NOW + timedelta(minutes=1)
+    status = md.invalid_spec(ready, 4, "spec.replicas: Input should be a valid integer", later)
+    assert status.phase == "Failed"
+    assert (status.observed_generation, status.revision, status.last_updated) == (4, ready.revision, later)
+    ready_condition = next(c for c in status.conditions if c.type == reasons.READY)
+    assert (ready_condition.status, ready_condition.reason, ready_condition.observed_generation) == (
+        "False",
+        "InvalidSpec",
+        4,
+    )
+    assert ready_condition.last_transition_time == later
+    assert md.invalid_spec(status, 4, ready_condition.message, later + timedelta(minutes=1)) == status

@@ -326,6 +326,19 @@ def test_pod_labels_annotation_reaches_only_its_component() -> None:
         assert "kwok.x-k8s.io/fail" not in manifest["spec"]["template"]["metadata"]["labels"]
 
 
+def test_pod_annotations_pass_through_without_overriding_ours() -> None:
+    parent = meta.Parent("chat", "ns", "uid", {
+        "kubetune.dev/build-pod-annotations": json.dumps({"kwok.x-k8s.io/duration": "150ms"}),
+        "kubetune.dev/server-pod-annotations": json.dumps({"kubetune.dev/revision": "x", "team": "search"}),
+    })  # fmt: skip
+    rev = rev_of()
+    build = render.build_job(parent, rev)["spec"]["template"]["metadata"]["annotations"]
+    assert build["kwok.x-k8s.io/duration"] == "150ms" and render.SPEC_ANNOTATION in build
+    server = render.deployment(parent, rev)["spec"]["template"]["metadata"]["annotations"]
+    assert (server["kubetune.dev/revision"], server["team"]) == (REV, "search")
+    assert "annotations" not in render.smoke_job(parent, rev)["spec"]["template"]["metadata"]
+
+
 @pytest.mark.parametrize("value", ["not json", "[1]", '{"a": 1}'])
 def test_malformed_pod_labels_are_ignored_and_reported(value: str) -> None:
     parent = meta.Parent("chat", "ns", "uid", {"kubetune.dev/server-pod-labels": value})
@@ -333,3 +346,6 @@ def test_malformed_pod_labels_are_ignored_and_reported(value: str) -> None:
     assert labels == meta.child_labels("chat", meta.SERVER, REV)
     assert meta.malformed_pod_label_annotations(parent.annotations) == ["kubetune.dev/server-pod-labels"]
     assert meta.malformed_pod_label_annotations({"kubetune.dev/server-pod-labels": '{"a": "b"}'}) == []
+    assert meta.malformed_pod_label_annotations({"kubetune.dev/smoke-pod-annotations": value}) == [
+        "kubetune.dev/smoke-pod-annotations"
+    ]
