@@ -48,7 +48,7 @@ lint: setup ## ruff, mypy and the import-layer contracts
 	$(VENV)/bin/lint-imports
 
 crds: ## regenerate crds/ from the API models
-	@$(PY) -m kubetune.cli crds --output-dir crds >/dev/null
+	@$(PY) -m kubetune crds --output-dir crds >/dev/null
 
 demo: setup cluster-up ## the main job: operator + FineTuneJob on the local cluster, then a real local run
 	@hack/demo.sh
