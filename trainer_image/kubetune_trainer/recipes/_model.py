@@ -46,6 +46,17 @@ def effective_precision(precision: v1alpha1.Precision) -> v1alpha1.Precision:
     return precision
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch before building anything random (adapter weights, dropout).
+
+    The ``Trainer`` seeds again when it starts, but adapters are initialised before it exists;
+    without this, two runs of the same spec would start from different LoRA matrices.
+    """
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
 def check_base_model_dir(path: str | Path) -> Path:
     """Fail early, with a clear message, when the base model directory is not a checkpoint.
 

@@ -5,9 +5,9 @@ checkpointing and resumption are the same and are configured here, once. Each
 ``TrainingArguments`` field below follows
 https://huggingface.co/docs/transformers/main_classes/trainer#transformers.TrainingArguments.
 
-* Schedule: ``cosine`` decays from ``learningRate`` to ``minLearningRate`` (transformers'
-  ``cosine_with_min_lr``), ``linear`` decays linearly to it (``polynomial`` with power 1),
-  ``constant`` stays flat; all warm up linearly over ``warmupRatio`` of the steps.
+* Schedule: ``cosine`` decays from ``learningRate`` to ``minLearningRate`` along half a cosine
+  wave, ``linear`` decays linearly to it, ``constant`` stays flat; all warm up linearly over
+  ``warmupRatio`` of the steps (:func:`learning_rate_factor`, installed by :class:`RecipeTrainer`).
 * Length: ``TrainerConfig.maxSteps`` (a cap for smoke runs), else ``spec.training.maxSteps``,
   else ``spec.training.epochs``.
 * Checkpoints: every ``checkpointSteps`` into ``checkpoints/checkpoint-<step>`` with optimizer,
@@ -16,8 +16,10 @@ https://huggingface.co/docs/transformers/main_classes/trainer#transformers.Train
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -87,14 +89,60 @@ class RunResult:
         }
 
 
-def scheduler_arguments(training: v1alpha1.TrainingSpec) -> tuple[str, dict[str, Any]]:
-    """``(lr_scheduler_type, lr_scheduler_kwargs)`` for the spec's schedule."""
-    decays = training.min_learning_rate < training.learning_rate
-    if training.scheduler == v1alpha1.Scheduler.COSINE:
-        return "cosine_with_min_lr", {"min_lr": training.min_learning_rate}
-    if training.scheduler == v1alpha1.Scheduler.LINEAR and decays:
-        return "polynomial", {"lr_end": training.min_learning_rate, "power": 1.0}
-    return "constant_with_warmup", {}
+def learning_rate_factor(
+    step: int, *, warmup_steps: int, total_steps: int, scheduler: v1alpha1.Scheduler, min_ratio: float
+) -> float:
+    """The learning rate at ``step`` as a fraction of the peak (``learningRate``).
+
+    Linear warm-up from 0 over ``warmup_steps``, then ``cosine`` (half a cosine wave) or
+    ``linear`` decay to ``min_ratio`` at ``total_steps``, or ``constant`` at the peak.
+
+    Args:
+        step: optimizer steps done.
+        warmup_steps: length of the warm-up.
+        total_steps: length of the whole schedule.
+        scheduler: the shape after warm-up.
+        min_ratio: ``minLearningRate / learningRate``.
+
+    Returns:
+        The factor the peak learning rate is multiplied by.
+    """
+    if step < warmup_steps:
+        return step / warmup_steps
+    if scheduler == v1alpha1.Scheduler.CONSTANT:
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    decay = 0.5 * (1.0 + math.cos(math.pi * progress)) if scheduler == v1alpha1.Scheduler.COSINE else 1.0 - progress
+    return min_ratio + (1.0 - min_ratio) * decay
+
+
+class RecipeTrainer(Trainer):
+    """The Hugging Face ``Trainer`` with kubetune's learning-rate schedule.
+
+    transformers' own ``cosine_with_min_lr`` and ``polynomial`` schedules read the peak learning
+    rate from ``optimizer.defaults``, which DeepSpeed's ZeRO optimizers do not have; this schedule
+    takes it from the spec instead, and works with any optimizer.
+    """
+
+    def __init__(self, *, training: v1alpha1.TrainingSpec, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.training_spec = training
+
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None) -> Any:
+        """Build the schedule once the number of steps is known (called by ``Trainer``)."""
+        optimizer = optimizer or self.optimizer
+        if self.lr_scheduler is None and optimizer is not None:
+            training = self.training_spec
+            factor = functools.partial(
+                learning_rate_factor,
+                warmup_steps=self.args.get_warmup_steps(num_training_steps),
+                total_steps=num_training_steps,
+                scheduler=training.scheduler,
+                min_ratio=min(1.0, training.min_learning_rate / training.learning_rate),
+            )
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+            self._created_lr_scheduler = True  # lets Trainer rebuild it if train() is called again
+        return self.lr_scheduler
 
 
 def planned_max_steps(config: v1alpha1.TrainerConfig) -> int:
@@ -121,7 +169,6 @@ def training_arguments(
         The arguments; create them *before* loading the model, so ZeRO-3 can shard it while loading.
     """
     training = config.spec.training
-    scheduler, scheduler_kwargs = scheduler_arguments(training)
     return TrainingArguments(
         output_dir=config.paths.checkpoints_dir,
         per_device_train_batch_size=training.per_device_batch_size,
@@ -129,9 +176,7 @@ def training_arguments(
         num_train_epochs=training.epochs,
         max_steps=planned_max_steps(config),
         learning_rate=training.learning_rate,
-        lr_scheduler_type=scheduler,
-        lr_scheduler_kwargs=scheduler_kwargs,
-        warmup_steps=training.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        warmup_steps=training.warmup_ratio,  # a float below 1 is a ratio of the total steps (RecipeTrainer)
         weight_decay=ds.WEIGHT_DECAY,
         adam_beta1=ds.ADAM_BETAS[0],
         adam_beta2=ds.ADAM_BETAS[1],
@@ -174,7 +219,8 @@ def build_trainer(
         _callbacks.CheckpointCompletion(spec, options.reporter),
         ProgressCallback(options.reporter),
     ]
-    trainer = Trainer(
+    trainer = RecipeTrainer(
+        training=spec.training,
         model=model,
         args=args,
         train_dataset=train_dataset,

@@ -64,6 +64,7 @@ class QLoRASingleDevice:
             precision=self.precision,
             gradient_checkpointing=self.config.spec.training.gradient_checkpointing,
         )
+        _model.seed_everything(self.config.spec.training.seed)
         model = self._setup_model()
         train_dataset, collator = self._setup_data()
         _trainer.prepare_checkpoints_dir(self.config, self.options)

@@ -10,7 +10,6 @@ import pytest
 import torch
 from kubetune.api import v1alpha1
 from kubetune_trainer.recipes import _trainer
-from transformers import get_scheduler
 
 from tests.support import specs
 
@@ -26,16 +25,12 @@ def config_with(tmp_path: Path, max_steps: int | None = None, **training: Any) -
 
 
 def lr_curve(config: v1alpha1.TrainerConfig, steps: int) -> list[float]:
-    """The learning rate at every step, from the scheduler the Trainer would build."""
+    """The learning rate at every step, from the scheduler the recipes' trainer builds."""
     args = _trainer.training_arguments(config, precision=v1alpha1.Precision.FP32, gradient_checkpointing=False)
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=args.learning_rate)
-    scheduler = get_scheduler(
-        args.lr_scheduler_type,
-        optimizer,
-        num_warmup_steps=args.get_warmup_steps(steps),
-        num_training_steps=steps,
-        scheduler_specific_kwargs=args.lr_scheduler_kwargs,
-    )
+    model = torch.nn.Linear(2, 2)
+    trainer = _trainer.RecipeTrainer(training=config.spec.training, model=model, args=args)
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.learning_rate)
+    scheduler = trainer.create_scheduler(steps, optimizer)
     curve = []
     for _ in range(steps + 1):
         curve.append(optimizer.param_groups[0]["lr"])
@@ -94,3 +89,23 @@ def test_training_arguments_follow_the_spec(tmp_path: Path) -> None:
     assert args.activation_checkpointing
     assert args.activation_checkpointing_kwargs == {"use_reentrant": False}
     assert args.report_to == [] or args.report_to == ["none"]
+
+
+def test_the_schedule_matches_transformers_cosine_with_min_lr(tmp_path: Path) -> None:
+    from transformers import get_scheduler
+
+    config = config_with(tmp_path, learningRate=2e-4, minLearningRate=2e-5, warmupRatio=0.1)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
+    reference = get_scheduler(
+        "cosine_with_min_lr",
+        optimizer,
+        num_warmup_steps=5,
+        num_training_steps=50,
+        scheduler_specific_kwargs={"min_lr": 2e-5},
+    )
+    expected = []
+    for _ in range(51):
+        expected.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        reference.step()
+    assert lr_curve(config, 50) == pytest.approx(expected, rel=1e-9)
