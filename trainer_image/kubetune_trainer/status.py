@@ -7,8 +7,9 @@ client for this: one JSON merge patch over ``urllib`` is all it takes. Reporting
 a failed patch is logged and training goes on, and patches are rate-limited so a fast loop never
 floods the API server.
 
-The API server address, token and CA files are injectable (:class:`ApiServer`), so a test can
-point the reporter at a real API server outside a pod.
+The API server address, token and CA files are injectable (:class:`ApiServer`, or the
+``KUBETUNE_API_URL`` / ``KUBETUNE_API_TOKEN_FILE`` / ``KUBETUNE_API_CA_FILE`` variables), so a
+run outside a pod, a test for instance, can report to a real API server.
 """
 
 from __future__ import annotations
@@ -72,6 +73,25 @@ class ApiServer:
         return cls(
             base_url=f"https://{_bracket_ipv6(host)}:{port}", token_path=str(token), ca_path=f"{account_dir}/ca.crt"
         )
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str] | None = None) -> ApiServer | None:
+        """The API server named by ``KUBETUNE_API_URL``, else the in-cluster one.
+
+        ``KUBETUNE_API_URL`` with ``KUBETUNE_API_TOKEN_FILE`` and ``KUBETUNE_API_CA_FILE`` let a run
+        outside a pod (a laptop, a test) report to a cluster.
+
+        Args:
+            environ: the environment (default: ``os.environ``).
+
+        Returns:
+            The server to report to, or ``None`` when there is none.
+        """
+        env = os.environ if environ is None else environ
+        url = env.get("KUBETUNE_API_URL")
+        if not url:
+            return cls.in_cluster(dict(env))
+        return cls(base_url=url, token_path=env.get("KUBETUNE_API_TOKEN_FILE"), ca_path=env.get("KUBETUNE_API_CA_FILE"))
 
     def bearer_token(self) -> str | None:
         """The current token, or ``None`` when no token file is configured."""
@@ -289,7 +309,7 @@ def make_reporter(
 
     Args:
         config: the run's config; reporting needs ``status_target``.
-        server: the API server (default: the in-cluster one, if the pod has a service account).
+        server: the API server (default: :meth:`ApiServer.from_environment`).
         min_interval: shortest interval between two progress patches, in seconds.
 
     Returns:
@@ -297,7 +317,7 @@ def make_reporter(
     """
     if config.status_target is None:
         return None
-    server = server or ApiServer.in_cluster()
+    server = server or ApiServer.from_environment()
     if server is None:
         log.info("status target set but no service-account token found; progress goes to the log only")
         return None

@@ -259,3 +259,16 @@ def test_reporter_verifies_the_api_server_with_the_ca_file(tls_server: tuple[Rec
     untrusted = status.StatusReporter(TARGET, status.ApiServer(url, token_path=None, ca_path=None))
     assert not untrusted.report_progress(status.build_progress(step=2, total_steps=2, now=NOW))
     assert untrusted.failures == 1 and len(server.requests) == 1
+
+
+def test_an_explicit_api_server_in_the_environment_wins(tmp_path: Path) -> None:
+    (tmp_path / "token").write_text("t")
+    env = {
+        "KUBETUNE_API_URL": "https://127.0.0.1:6443",
+        "KUBETUNE_API_TOKEN_FILE": str(tmp_path / "token"),
+        "KUBETUNE_API_CA_FILE": str(tmp_path / "ca.crt"),
+        "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+    }
+    server = status.ApiServer.from_environment(env)
+    assert server == status.ApiServer("https://127.0.0.1:6443", str(tmp_path / "token"), str(tmp_path / "ca.crt"))
+    assert status.ApiServer.from_environment({}) is None or Path(status.SERVICE_ACCOUNT_DIR, "token").exists()
