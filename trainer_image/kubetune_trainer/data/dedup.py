@@ -4,30 +4,39 @@ Duplicates over-weight whatever they say and leak between the training and valid
 which flatters the evaluation. Support logs have many: the same canned answer pasted twice,
 a message re-sent with one character changed.
 
-* Exact duplicates: records whose texts are equal after NFKC normalisation, case folding and
-  whitespace collapsing (role by role) - a 128-bit BLAKE2 key per record.
+* Exact duplicates: records whose texts are equal after case folding and whitespace
+  collapsing, role by role - a 128-bit BLAKE2 key per record.
 * Near duplicates: estimated Jaccard similarity of the records' character 5-gram sets (after
-  also dropping punctuation) at or above ``DedupSpec.similarityThreshold``. Character shingles
-  work for Chinese, which has no spaces to split words on.
+  also turning punctuation into spaces, so full- and half-width punctuation do not matter) at or
+  above ``DedupSpec.similarityThreshold``. Character shingles work for Chinese, which has no
+  spaces to split words on.
 
-The near-duplicate search is MinHash LSH, implemented here rather than with ``datasketch``
-because datasketch hashes each shingle in Python (tens of microseconds per record); this
-version hashes all shingles of a batch with numpy and uses one-permutation hashing (one hash
-per shingle, split into 128 bins by its top bits, the minimum kept per bin) to get 128-value
-signatures at a few microseconds per record. Bins no shingle fell into stay empty and are left
-out of the similarity estimate. Bands of the signature are hashed into buckets; records sharing
-a bucket with an already kept record are compared on their full signatures, and the later one
-is dropped if the estimated similarity reaches the threshold.
-The band layout is chosen from the threshold so a pair exactly at the threshold is found with
-probability >= 0.99. Everything is seeded with fixed constants: same input, same output.
+The near-duplicate search is MinHash LSH, written here rather than taken from ``datasketch``,
+which hashes each shingle in Python (tens of microseconds per record). Here:
+
+1. Signatures: one-permutation hashing. All shingles of a batch are hashed with numpy, split
+   into 128 bins by their top bits, and the minimum of each bin is kept as an 8-bit
+   fingerprint (0 = no shingle fell into the bin). Two records' share of equal non-empty bins,
+   over the bins non-empty in either, estimates their Jaccard similarity (Li, Owen & Zhang,
+   2012); the 8-bit fingerprints add a bias under 0.004.
+2. Candidates: the signature is cut into bands, with as many rows per band as the threshold
+   allows while still finding a pair at the threshold with probability >= 0.99. Records whose
+   band is equal share a bucket. Every pair inside a bucket of up to 16 records is a candidate;
+   a bigger bucket (templated text: thousands of records sharing boilerplate) is split further
+   by the next bands' values (pairs sharing two or three bands), and whatever is still bigger
+   is chained in input order.
+3. Verification: each candidate pair's similarity is computed from the full signatures,
+   vectorised; a record is dropped when it reaches the threshold with an earlier record that
+   was kept.
+
+All constants are fixed: the same input gives the same output.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -37,28 +46,27 @@ from kubetune_trainer.data import records
 
 NUM_PERM = 128
 SHINGLE = 5
+#: Buckets up to this size contribute all their pairs; bigger ones are split by further bands.
+MAX_BUCKET = 16
+_SPLIT_DEPTH = 3
 _BATCH = 8192
-#: Value of a signature bin no shingle fell into (real values have their lowest bit cleared).
-EMPTY = np.uint32(0xFFFFFFFF)
+_VERIFY_CHUNK = 1 << 18
 _MASK64 = (1 << 64) - 1
 _PUNCT = re.compile(r"[^\w]+")
-_BAND_MULTIPLIERS = np.array([(0x9E3779B97F4A7C15 * (2 * i + 1)) & _MASK64 for i in range(NUM_PERM)], dtype=np.uint64)
+_KEY_MULTIPLIERS = np.array([(0x9E3779B97F4A7C15 * (2 * i + 1)) & _MASK64 for i in range(NUM_PERM)], dtype=np.uint64)
 
 
-def normalize(text: str) -> str:
-    """NFKC, case-folded, whitespace collapsed: the form exact duplicates are compared in."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+def dedup_texts(record: records.Record) -> tuple[str, str]:
+    """The two forms a record is compared in: exact (folded, spaces collapsed) and near (also no punctuation)."""
+    folded = [" ".join(segment.text.casefold().split()) for segment in record.segments]
+    exact = "\x1e".join(f"{segment.role}\x1f{text}" for segment, text in zip(record.segments, folded, strict=True))
+    near = " ".join(_PUNCT.sub(" ", text).strip() for text in folded)
+    return exact, near
 
 
-def exact_key(record: records.Record) -> bytes:
-    """A 128-bit digest of the record's normalised texts, role by role."""
-    joined = "\x1e".join(f"{segment.role}\x1f{normalize(segment.text)}" for segment in record.segments)
-    return hashlib.blake2b(joined.encode("utf-8"), digest_size=16).digest()
-
-
-def near_text(record: records.Record) -> str:
-    """The text near-duplicate detection compares: normalised, punctuation removed."""
-    return " ".join(_PUNCT.sub(" ", normalize(segment.text)).strip() for segment in record.segments)
+def exact_key(exact_text: str) -> bytes:
+    """A 128-bit digest of a record's exact form."""
+    return hashlib.blake2b(exact_text.encode("utf-8"), digest_size=16).digest()
 
 
 def _mix64(values: np.ndarray) -> np.ndarray:
@@ -91,23 +99,25 @@ def signatures(texts: Sequence[str], num_perm: int = NUM_PERM, shingle: int = SH
     """One-permutation MinHash signatures of the texts' character shingles.
 
     Args:
-        texts: the texts (see :func:`near_text`).
-        num_perm: signature length (a power of two).
+        texts: the texts (the near form of :func:`dedup_texts`).
+        num_perm: signature length (a power of two, at least 8).
         shingle: characters per shingle.
 
     Returns:
-        A ``(len(texts), num_perm)`` uint32 array, :data:`EMPTY` in bins no shingle fell into;
-        see :func:`similarity` for how two rows estimate the Jaccard similarity of two texts.
+        A ``(len(texts), num_perm)`` uint8 array of bin fingerprints, 0 where no shingle fell
+        into the bin; see :func:`similarity`.
     """
     shift = np.uint64(64 - (num_perm.bit_length() - 1))
-    out = np.empty((len(texts), num_perm), dtype=np.uint32)
+    out = np.empty((len(texts), num_perm), dtype=np.uint8)
+    empty = np.uint32(0xFFFFFFFF)
     for begin in range(0, len(texts), _BATCH):
         batch = texts[begin : begin + _BATCH]
         hashes, owner = _shingle_hashes(batch, shingle)
-        columns = np.full(num_perm * len(batch), EMPTY, dtype=np.uint32)
+        minima = np.full(num_perm * len(batch), empty, dtype=np.uint32)
         slot = (hashes >> shift).astype(np.int64) * len(batch) + owner
-        np.minimum.at(columns, slot, (hashes & np.uint64(0xFFFFFFFE)).astype(np.uint32))
-        out[begin : begin + len(batch)] = columns.reshape(num_perm, len(batch)).T
+        np.minimum.at(minima, slot, (hashes & np.uint64(0xFFFFFFFE)).astype(np.uint32))
+        fingerprints = np.where(minima == empty, 0, minima % 255 + 1).astype(np.uint8)
+        out[begin : begin + len(batch)] = fingerprints.reshape(num_perm, len(batch)).T
     return out
 
 
@@ -122,26 +132,78 @@ def choose_bands(threshold: float, num_perm: int = NUM_PERM, recall: float = 0.9
     return 1
 
 
-def similarity(sigs: np.ndarray, row: np.ndarray) -> np.ndarray:
-    """Estimated Jaccard similarity of ``row`` to each row of ``sigs``.
+def similarity(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Estimated Jaccard similarity of signature rows (broadcasting, along the last axis).
 
-    The one-permutation estimator: bins where both are equal and non-empty, divided by bins
-    where at least one is non-empty (Li, Owen & Zhang, 2012).
+    Bins equal and non-empty in both, over bins non-empty in either (one-permutation estimator).
     """
-    filled = (sigs != EMPTY) | (row != EMPTY)
-    equal = (sigs == row) & filled
-    return equal.sum(axis=1) / np.maximum(filled.sum(axis=1), 1)
+    filled = np.count_nonzero(first | second, axis=-1)
+    equal = np.count_nonzero((first == second) & (first != 0), axis=-1)
+    return equal / np.maximum(filled, 1)
 
 
-def _band_keys(sigs: np.ndarray, rows: int) -> np.ndarray:
-    """A 64-bit key per record and band; 0 for a band whose bins are all empty (not bucketed)."""
-    bands = sigs.shape[1] // rows
-    keys = np.empty((sigs.shape[0], bands), dtype=np.uint64)
+def band_keys(sigs: np.ndarray, rows: int) -> np.ndarray:
+    """A 64-bit key per record and band of ``rows`` bins; 0 exactly when the band is all empty."""
+    count, num_perm = sigs.shape
+    contiguous = np.ascontiguousarray(sigs)
+    if rows in (1, 2, 4, 8):
+        return contiguous.view(f"<u{rows}").astype(np.uint64)
+    words = contiguous.view("<u8").reshape(count, num_perm // rows, rows // 8)
+    mixed = (words * _KEY_MULTIPLIERS[: rows // 8]).sum(axis=2, dtype=np.uint64) | np.uint64(1)
+    return np.where(words.any(axis=2), mixed, np.uint64(0))
+
+
+def _sorted_groups(keys: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sort members by (key, id) and give each the size of its key group."""
+    order = np.lexsort((ids, keys))
+    keys, ids = keys[order], ids[order]
+    starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+    sizes = np.diff(np.append(starts, len(keys)))
+    return keys, ids, np.repeat(sizes, sizes)
+
+
+def _pairs_in_small_groups(keys: np.ndarray, ids: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """All (earlier, later) pairs inside groups of 2..MAX_BUCKET members; the members of bigger groups."""
+    keys, ids, size = _sorted_groups(keys, ids)
+    small = (size > 1) & (size <= MAX_BUCKET)
+    pairs = []
+    for distance in range(1, MAX_BUCKET):
+        same = (keys[distance:] == keys[:-distance]) & small[distance:]
+        if not same.any():
+            break
+        pairs.append(np.stack((ids[:-distance][same], ids[distance:][same]), axis=1))
+    big = size > MAX_BUCKET
+    return pairs, keys[big], ids[big]
+
+
+def candidate_pairs(keys: np.ndarray) -> np.ndarray:
+    """Unique (earlier, later) record pairs sharing a bucket (see the module docs).
+
+    Args:
+        keys: band keys from :func:`band_keys`, one column per band.
+
+    Returns:
+        A ``(pairs, 2)`` int64 array, sorted by the later record.
+    """
+    count, bands = keys.shape
+    found: list[np.ndarray] = [np.zeros((0, 2), dtype=np.int64)]
     for band in range(bands):
-        part = sigs[:, band * rows : (band + 1) * rows]
-        keys[:, band] = (part.astype(np.uint64) * _BAND_MULTIPLIERS[:rows]).sum(axis=1) | np.uint64(1)
-        keys[(part == EMPTY).all(axis=1), band] = 0
-    return keys
+        ids = np.flatnonzero(keys[:, band])
+        group_keys = keys[ids, band]
+        for depth in range(1, _SPLIT_DEPTH + 1):
+            pairs, group_keys, ids = _pairs_in_small_groups(group_keys, ids)
+            found.extend(pairs)
+            if ids.size == 0:
+                break
+            if depth < _SPLIT_DEPTH:  # split the big groups by the next band's value
+                group_keys = group_keys * _KEY_MULTIPLIERS[depth] + keys[ids, (band + depth) % bands]
+        else:
+            group_keys, ids, _ = _sorted_groups(group_keys, ids)
+            same = group_keys[1:] == group_keys[:-1]
+            found.append(np.stack((ids[:-1][same], ids[1:][same]), axis=1))
+    pairs = np.concatenate(found).astype(np.int64)
+    codes = np.unique(pairs[:, 1] * count + pairs[:, 0])
+    return np.stack((codes % count, codes // count), axis=1)
 
 
 def near_duplicate_flags(sigs: np.ndarray, threshold: float) -> np.ndarray:
@@ -154,23 +216,15 @@ def near_duplicate_flags(sigs: np.ndarray, threshold: float) -> np.ndarray:
     Returns:
         A boolean array, True for rows to drop.
     """
-    keys = _band_keys(sigs, choose_bands(threshold, sigs.shape[1]))
-    shared = np.zeros(keys.shape, dtype=bool)
-    for band in range(keys.shape[1]):
-        _, inverse, sizes = np.unique(keys[:, band], return_inverse=True, return_counts=True)
-        shared[:, band] = (sizes[inverse] > 1) & (keys[:, band] != 0)
+    pairs = candidate_pairs(band_keys(sigs, choose_bands(threshold, sigs.shape[1])))
+    similar = np.zeros(len(pairs), dtype=bool)
+    for begin in range(0, len(pairs), _VERIFY_CHUNK):
+        chunk = pairs[begin : begin + _VERIFY_CHUNK]
+        similar[begin : begin + len(chunk)] = similarity(sigs[chunk[:, 0]], sigs[chunk[:, 1]]) >= threshold
     flags = np.zeros(len(sigs), dtype=bool)
-    kept_in_bucket: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for index in np.flatnonzero(shared.any(axis=1)).tolist():
-        buckets = [(band, int(keys[index, band])) for band in np.flatnonzero(shared[index]).tolist()]
-        candidates = {other for bucket in buckets for other in kept_in_bucket.get(bucket, ())}
-        if candidates:
-            others = np.fromiter(candidates, dtype=np.int64, count=len(candidates))
-            if similarity(sigs[others], sigs[index]).max() >= threshold:
-                flags[index] = True
-                continue
-        for bucket in buckets:
-            kept_in_bucket[bucket].append(index)
+    for earlier, later in pairs[similar].tolist():  # sorted by the later record: earlier ones are final
+        if not flags[earlier]:
+            flags[later] = True
     return flags
 
 
@@ -187,16 +241,19 @@ def deduplicate(items: Sequence[records.Record], spec: v1alpha1.DedupSpec) -> tu
     dropped: Counter[str] = Counter()
     seen: set[bytes] = set()
     unique: list[records.Record] = []
+    near_texts: list[str] = []
     for record in items:
-        key = exact_key(record)
+        exact, near = dedup_texts(record)
+        key = exact_key(exact)
         if key in seen:
             dropped["exactDuplicate"] += 1
-        else:
-            seen.add(key)
-            unique.append(record)
+            continue
+        seen.add(key)
+        unique.append(record)
+        near_texts.append(near)
     if not spec.near_duplicates or len(unique) < 2:
         return unique, dropped
-    flags = near_duplicate_flags(signatures([near_text(record) for record in unique]), spec.similarity_threshold)
+    flags = near_duplicate_flags(signatures(near_texts), spec.similarity_threshold)
     if flags.any():
         dropped["nearDuplicate"] += int(flags.sum())
     return [record for record, drop in zip(unique, flags.tolist(), strict=True) if not drop], dropped
