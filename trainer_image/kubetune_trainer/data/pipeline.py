@@ -28,13 +28,15 @@ changes exactly when the data the model is trained and evaluated on changes.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import logging
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,6 +204,36 @@ def run_prepare(
     Raises:
         TrainerError: on a missing or empty dataset, no valid record, or nothing left after cleaning.
     """
+    with _collector_paused():
+        return _run_prepare(source, spec, Path(output_dir), tokenizer, training, classifier_dir, pvc_root, progress)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while millions of small objects are built.
+
+    The records hold no reference cycles, yet each collection walks all of them: with the
+    collector on, parsing slows down by half. Reference counting still frees memory.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _run_prepare(
+    source: str | Path | reader.ReadResult,
+    spec: v1alpha1.DatasetSpec,
+    output_dir: Path,
+    tokenizer: str | Any | None,
+    training: v1alpha1.TrainingSpec | None,
+    classifier_dir: str | None,
+    pvc_root: str,
+    progress: bool,
+) -> v1alpha1.DataReport:
     training = training or v1alpha1.TrainingSpec()
     started = time.perf_counter()
     read = source if isinstance(source, reader.ReadResult) else _read(str(source), spec, pvc_root, progress)

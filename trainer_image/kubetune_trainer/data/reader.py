@@ -109,12 +109,12 @@ def open_binary(location: str) -> Iterator[tuple[IO[bytes], int | None]]:
     try:
         opened = fsspec.open(location, "rb", compression="infer")
         size = os.path.getsize(location) if is_local else opened.fs.size(opened.path)
-        with opened as handle:
-            yield handle, size
     except FileNotFoundError as err:
         raise TrainerError(f"dataset not found: {location}") from err
-    except ImportError as err:
-        raise TrainerError(f"cannot read {location}: missing filesystem support ({err})") from err
+    except (ImportError, ValueError) as err:  # fsspec: protocol unknown or its package not installed
+        raise TrainerError(f"cannot read {location}: {err}") from err
+    with opened as handle:
+        yield handle, size
 
 
 def parse_lines(lines: Iterable[bytes | str], fmt: v1alpha1.DatasetFormat) -> ReadResult:
