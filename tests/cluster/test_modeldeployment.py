@@ -290,3 +290,58 @@ def test_finetunejob_spec_deploy_ends_ready(
     triton = mdeps.deployment("served")["spec"]["template"]["spec"]["containers"][0]
     assert "nvidia.com/gpu" not in triton["resources"]["limits"]
     assert status["engine"]["uri"].startswith("pvc://models/runs/tune/engines/")
+
+
+def test_rollout_past_its_deadline_rolls_back_across_an_operator_restart(
+    mdeps: Deployments, operator: Any, volumes: Callable[..., None]
+) -> None:
+    volumes("models")
+    # The python backend serves on CPU; switched to tensorrtllm, each replica asks for 9 GPUs, more
+    # than a node has, so the new pods never schedule (the build only needs tensorParallelism GPUs).
+    rollout = {"progressDeadlineSeconds": 30, "smokeTest": {"timeoutSeconds": 30}}
+    first = _ready(mdeps, "chat", backend="python", resources={"gpus": 9}, rollout=rollout)["revision"]
+
+    mdeps.patch("chat", {"spec": {"backend": "tensorrtllm"}})
+    status = mdeps.wait("chat", "Deploying", previousRevision=first)
+    second = status["revision"]
+    operator.restart()  # SIGKILL mid-rollout: the next process decides from what it observes
+    status = mdeps.wait("chat", "Degraded", timeout=120, revision=second)
+    conditions = mdeps.conditions("chat")
+    assert conditions["Degraded"] == ("True", "RolloutTimedOut")
+    assert conditions["Progressing"] == ("False", "RolledBack")
+    message = next(c["message"] for c in status["conditions"] if c["type"] == "Degraded")
+    assert "timed out progressing" in message and f"rolled back to revision {first}" in message
+    wait_for(
+        lambda: mdeps.served_revision("chat") == first,
+        timeout=30,
+        description="the Deployment back at the first revision",
+    )
+    wait_for(lambda: mdeps.ready_by_revision("chat") == {first: 1, second: 0}, timeout=30,
+             description="the first revision serving, the second scaled down")  # fmt: skip
+    assert mdeps.job_states("chat") == {
+        f"chat-build-{first}": "Complete", f"chat-smoke-{first}": "Complete", f"chat-build-{second}": "Complete",
+    }  # fmt: skip
+
+
+def test_a_foreign_object_with_a_childs_name_is_not_taken_over(
+    mdeps: Deployments, operator: Any, volumes: Callable[..., None], cluster: Cluster, namespace: str
+) -> None:
+    volumes("models")
+    cluster.apply(
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "chat"},
+         "spec": {"selector": {"app": "other"}, "ports": [{"name": "web", "port": 80}]}},
+        namespace=namespace,
+    )  # fmt: skip
+    mdeps.apply("chat", _serving())
+    wait_for(
+        lambda: ("Warning", "ChildConflict") in mdeps.events("chat"), timeout=60, description="a ChildConflict event"
+    )
+    service = cluster.get("service", "chat", namespace=namespace)
+    assert "ownerReferences" not in service["metadata"]
+    assert [p["port"] for p in service["spec"]["ports"]] == [80]
+    assert mdeps.status("chat").get("phase") != "Ready"
+    # Once the user removes the foreign Service, the deployment proceeds (the operator retries every
+    # 30 s; touching the ModelDeployment makes it look at once).
+    cluster.delete("service", "chat", namespace=namespace)
+    mdeps.patch("chat", {"metadata": {"annotations": {"example.com/touched": "1"}}})
+    mdeps.wait("chat", "Ready", timeout=60)

@@ -191,8 +191,8 @@ class ModelDeploymentController:
         parent = serving_meta.Parent(name, namespace, metadata["uid"], metadata.get("annotations") or {})
         for key in serving_meta.malformed_pod_label_annotations(parent.annotations):
             log.warning("%s/%s: annotation %s is not a JSON object of strings; ignored", namespace, name, key)
-        decision = rollout.decide(await self._observe(body, parent, spec, status, generation, now))
         try:
+            decision = rollout.decide(await self._observe(body, parent, spec, status, generation, now))
             await self._act(parent, decision)
         except ChildPending as pending:
             if pending.conflict:
@@ -323,8 +323,24 @@ class ModelDeploymentController:
             await self._delete(kube_client.HPAS, serving_meta.server_name(parent.name), parent.namespace)
 
     async def _apply(self, manifest: dict[str, Any]) -> None:
-        """Server-side apply a child we own (Deployment, Service, HPA, engine ConfigMap)."""
+        """Server-side apply a child (Deployment, Service, HPA, engine ConfigMap), never taking over a foreign one.
+
+        Raises:
+            ChildPending: an object of that name exists and another owner (or nobody) controls it.
+        """
         resource = kube_client.resource_of(manifest)
+        name, namespace = manifest["metadata"]["name"], manifest["metadata"]["namespace"]
+        try:
+            existing = await self.api.get(resource, name, namespace)
+        except errors.NotFound:
+            existing = None
+        owner_uid = manifest["metadata"]["ownerReferences"][0]["uid"]
+        if existing is not None and not _owned_by(existing, owner_uid):
+            raise ChildPending(
+                f"{resource.kind} {name} exists but is not controlled by this ModelDeployment; delete or rename it",
+                CONFLICT_RETRY_SECONDS,
+                conflict=True,
+            )
         await self.api.patch(
             resource,
             manifest["metadata"]["name"],

@@ -114,12 +114,12 @@ def _storage(claims: list[str], read_only: bool) -> tuple[list[dict[str, Any]], 
     return volumes, mounts
 
 
-def _gpu_resources(rev: Revision) -> dict[str, Any]:
-    """CPU, memory and (tensorrtllm) GPUs of a replica or of the engine build."""
+def _gpu_resources(rev: Revision, gpus: int) -> dict[str, Any]:
+    """CPU and memory of a replica, plus ``gpus`` GPUs (tensorrtllm only)."""
     res = rev.spec.resources
     amounts: dict[str, Any] = {"cpu": res.cpu, "memory": res.memory}
     if rev.uses_gpus:
-        amounts[res.gpu_resource_name] = str(res.gpus)
+        amounts[res.gpu_resource_name] = str(gpus)
     return {"requests": dict(amounts), "limits": dict(amounts)}
 
 
@@ -271,7 +271,8 @@ def build_job(parent: meta.Parent, rev: Revision) -> dict[str, Any]:
                 rev.image_pull_policy,
                 command=["sh", "-c", engine_script(rev)],
                 env=_common_env(),
-                resources=_gpu_resources(rev),
+                # One GPU per tensor-parallel rank: what the engine is sharded over (a replica may have more).
+                resources=_gpu_resources(rev, rev.spec.engine.tensor_parallelism),
                 volumeMounts=mounts,
                 terminationMessagePolicy="FallbackToLogsOnError",
             )
@@ -397,7 +398,7 @@ def deployment(parent: meta.Parent, rev: Revision) -> dict[str, Any]:
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
             {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
         ],
-        resources=_gpu_resources(rev),
+        resources=_gpu_resources(rev, rev.spec.resources.gpus),
         volumeMounts=mounts,
         **_probes(rev),
     )

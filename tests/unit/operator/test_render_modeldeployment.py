@@ -192,6 +192,9 @@ def test_build_job_command_per_quantization(quantization: str, expected: list[st
     assert "--model_dir /mnt/pvc/models/runs/job/model" in script
     assert f"--output_dir /mnt/pvc/models/runs/job/engines/{REV}.engine" in script
     assert engine["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    tp = render.build_job(PARENT, rev_of(spec_of(engine={"tensorParallelism": 4}, resources={"gpus": 8})))
+    assert container(tp, init=True)["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    assert "--tp_size 4" in container(tp, init=True)["command"][2]
     writer = container(job)
     assert writer["image"] == "kubetune-trainer:0.1"
     argv = render.repository_command(rev_of(spec))
