@@ -33,6 +33,7 @@ from kubetune.kube import client as kube_client
 from kubetune.kube import errors, events
 from kubetune.reconcile import modeldeployment as rollout
 from kubetune.reconcile import observed as job_observed
+from kubetune.reconcile import reasons
 from kubetune.reconcile import serving_observed as serving
 from kubetune.render import modeldeployment as render
 from kubetune.render import serving_meta
@@ -192,11 +193,11 @@ class ModelDeploymentController:
         for key in serving_meta.malformed_pod_label_annotations(parent.annotations):
             log.warning("%s/%s: annotation %s is not a JSON object of strings; ignored", namespace, name, key)
         try:
-            decision = rollout.decide(await self._observe(body, parent, spec, status, generation, now))
+            decision = rollout.decide(await self._observe(parent, spec, status, generation, now))
             await self._act(parent, decision)
         except ChildPending as pending:
             if pending.conflict:
-                await events.post(self.api, body, "Warning", "ChildConflict", str(pending))
+                await events.post(self.api, body, "Warning", reasons.CHILD_CONFLICT, str(pending))
             raise
         await self._write(body, decision)
         in_progress = decision.status.phase in (v1alpha1.DeploymentPhase.BUILDING, v1alpha1.DeploymentPhase.DEPLOYING)
@@ -206,7 +207,6 @@ class ModelDeploymentController:
 
     async def _observe(
         self,
-        body: Mapping[str, Any],
         parent: serving_meta.Parent,
         spec: v1alpha1.ModelDeploymentSpec,
         status: v1alpha1.ModelDeploymentStatus,

@@ -34,6 +34,7 @@ from kubetune_trainer.serve import revision as serve_revision
 from kubetune.api import v1alpha1
 from kubetune.reconcile import conditions as conds
 from kubetune.reconcile import observed as job_observed
+from kubetune.reconcile import reasons as common_reasons
 from kubetune.reconcile import serving_observed as observed
 from kubetune.reconcile import serving_reasons as reasons
 
@@ -461,7 +462,13 @@ def invalid_spec(
         The new status: phase Failed, Ready False with reason InvalidSpec.
     """
     conditions, _ = conds.set_condition(
-        status.conditions, reasons.READY, v1alpha1.ConditionStatus.FALSE, reasons.INVALID_SPEC, message, generation, now
+        status.conditions,
+        reasons.READY,
+        v1alpha1.ConditionStatus.FALSE,
+        common_reasons.INVALID_SPEC,
+        message,
+        generation,
+        now,
     )
     updated = status.model_copy(
         update={"phase": Phase.FAILED, "conditions": conditions, "observed_generation": generation}

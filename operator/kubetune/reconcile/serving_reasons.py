@@ -87,8 +87,6 @@ MINIMUM_REPLICAS_AVAILABLE: Final = "MinimumReplicasAvailable"
 REPLICAS_UNAVAILABLE: Final = "ReplicasUnavailable"
 #: spec.replicas is 0: the revision is deployed but no pod serves it.
 SCALED_TO_ZERO: Final = "ScaledToZero"
-#: The spec does not validate against the operator's API models (a CRD older or newer than the operator).
-INVALID_SPEC: Final = "InvalidSpec"
 #: Nothing is wrong.
 AS_EXPECTED: Final = "AsExpected"
 #: The target revision serves traffic.
