@@ -8,18 +8,16 @@ them behind on uninstall (keep policy), as a user's cluster would.
 
 from __future__ import annotations
 
-import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from tests.support.cluster import Cluster, KubectlError
 from tests.support.crds import CRD_NAMES, install_crds
-from tests.support.helm import CHART, Helm, find_helm
+from tests.support.helm import CHART, Helm, Release, find_helm
 from tests.support.wait import wait_for
 
 RESTRICTED = {
@@ -37,38 +35,6 @@ def helm(cluster: Cluster) -> Helm:
 @pytest.fixture(scope="module")
 def crds(cluster: Cluster) -> None:
     install_crds(cluster)
-
-
-class Release:
-    """One helm release of the chart in its own namespace, uninstalled by :meth:`cleanup`."""
-
-    def __init__(self, cluster: Cluster, helm: Helm, tmp_path: Path, labels: dict[str, str] | None = None) -> None:
-        self.cluster = cluster
-        self.helm = helm
-        self.tmp_path = tmp_path
-        self.name = f"kt-{secrets.token_hex(3)}"
-        self.namespace = cluster.create_namespace(prefix=f"helm-{self.name}", labels=labels)
-        self.fullname = f"{self.name}-kubetune"
-        self.service_account = f"system:serviceaccount:{self.namespace}:{self.fullname}"
-
-    def install(self, values: dict[str, Any] | None = None, *extra: str, chart: Path = CHART) -> str:
-        args = ["upgrade", "--install", self.name, str(chart), "--namespace", self.namespace]
-        args += [*self.helm.values_args(values, self.tmp_path), "--wait", "--timeout", "120s", *extra]
-        return self.helm.run(*args, timeout=180).stdout
-
-    def cleanup(self) -> None:
-        self.helm.run("uninstall", self.name, "--namespace", self.namespace, "--wait", check=False)
-        self.cluster.delete_namespace(self.namespace)
-
-    def can(self, verb: str, resource: str, namespace: str | None = None, subresource: str = "") -> bool:
-        """``kubectl auth can-i`` as the operator's ServiceAccount."""
-        args = ["auth", "can-i", verb, resource, f"--as={self.service_account}"]
-        args += ["--namespace", namespace] if namespace else ["--all-namespaces"]
-        if subresource:
-            args.append(f"--subresource={subresource}")
-        answer = self.cluster.kubectl(*args, check=False).strip()
-        assert answer in ("yes", "no"), answer
-        return answer == "yes"
 
 
 @pytest.fixture
@@ -185,14 +151,21 @@ def rbac_release(cluster: Cluster, helm: Helm, crds: None, tmp_path: Path) -> It
 #: (verb, resource, subresource) the operator needs in every namespace it watches.
 NEEDED = [
     ("watch", "finetunejobs.kubetune.dev", ""),
-    ("patch", "finetunejobs.kubetune.dev", ""),
+    ("delete", "finetunejobs.kubetune.dev", ""),  # ttlSecondsAfterFinished
     ("patch", "finetunejobs.kubetune.dev", "status"),
+    ("get", "finetunejobs.kubetune.dev", "status"),  # granted on to the per-job trainer Role
     ("create", "modeldeployments.kubetune.dev", ""),
+    ("patch", "modeldeployments.kubetune.dev", ""),
     ("patch", "modeldeployments.kubetune.dev", "status"),
+    ("patch", "deployments.apps", ""),
+    ("patch", "services", ""),
+    ("delete", "horizontalpodautoscalers.autoscaling", ""),
     ("create", "jobs.batch", ""),
     ("delete", "jobs.batch", ""),
     ("create", "roles.rbac.authorization.k8s.io", ""),
     ("create", "rolebindings.rbac.authorization.k8s.io", ""),
+    ("create", "serviceaccounts", ""),
+    ("create", "configmaps", ""),
     ("create", "deployments.apps", ""),
     ("create", "horizontalpodautoscalers.autoscaling", ""),
     ("list", "pods", ""),
@@ -201,21 +174,33 @@ NEEDED = [
 
 #: Verbs the operator never uses: each must be refused.
 REFUSED = [
-    ("delete", "finetunejobs.kubetune.dev", ""),
     ("create", "finetunejobs.kubetune.dev", ""),
     ("update", "finetunejobs.kubetune.dev", ""),
+    ("patch", "finetunejobs.kubetune.dev", ""),  # the spec is the user's
     ("delete", "modeldeployments.kubetune.dev", ""),
     ("get", "secrets", ""),
+    ("list", "secrets", ""),
     ("create", "secrets", ""),
+    ("get", "pods", ""),
     ("create", "pods", ""),
     ("delete", "pods", ""),
     ("create", "pods", "exec"),
-    ("patch", "nodes", ""),
-    ("create", "clusterroles.rbac.authorization.k8s.io", ""),
+    ("get", "pods", "log"),
+    ("update", "jobs.batch", ""),
+    ("patch", "jobs.batch", ""),
+    ("patch", "roles.rbac.authorization.k8s.io", ""),  # a trainer Role never changes
     ("bind", "roles.rbac.authorization.k8s.io", ""),
     ("escalate", "roles.rbac.authorization.k8s.io", ""),
+    ("delete", "serviceaccounts", ""),
+    ("delete", "deployments.apps", ""),  # garbage-collected through owner references
+    ("delete", "configmaps", ""),
+    ("list", "configmaps", ""),
+    ("patch", "nodes", ""),
+    ("create", "clusterroles.rbac.authorization.k8s.io", ""),
     ("update", "customresourcedefinitions.apiextensions.k8s.io", ""),
+    ("get", "customresourcedefinitions.apiextensions.k8s.io", ""),
     ("create", "persistentvolumeclaims", ""),
+    ("list", "namespaces", ""),  # only kopf in namespaced mode needs it
 ]
 
 
@@ -230,6 +215,7 @@ def test_cluster_wide_rbac_grants_what_the_operator_uses_and_nothing_else(
     lease = f"{rbac_release.fullname}-leader"
     assert rbac_release.can("update", f"leases.coordination.k8s.io/{lease}", rbac_release.namespace)
     assert not rbac_release.can("update", "leases.coordination.k8s.io/other", rbac_release.namespace)
+    assert not rbac_release.can("patch", f"leases.coordination.k8s.io/{lease}", rbac_release.namespace)
     assert not rbac_release.can("create", "leases.coordination.k8s.io", other)
 
 
@@ -245,6 +231,7 @@ def test_namespaced_rbac_stops_at_the_watched_namespaces(
             assert not rel.can(verb, resource, rel.namespace, sub), (verb, resource, sub)
         assert not rel.can("watch", "finetunejobs.kubetune.dev")  # not cluster-wide
         assert rel.can("watch", "customresourcedefinitions.apiextensions.k8s.io")
+        assert rel.can("list", "namespaces") and not rel.can("get", "namespaces")
     finally:
         rel.cleanup()
         cluster.delete_namespace(watched)

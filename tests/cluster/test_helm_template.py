@@ -175,7 +175,9 @@ def test_cluster_wide_mode_uses_a_release_specific_cluster_role(helm: Helm, tmp_
     assert env(objects)["KUBETUNE_NAMESPACES"] == ""  # all namespaces
 
 
-def test_namespaced_mode_grants_nothing_cluster_wide_but_crd_reads(helm: Helm, tmp_path: Path) -> None:
+def test_namespaced_mode_grants_nothing_cluster_wide_but_reads_of_crds_and_namespaces(
+    helm: Helm, tmp_path: Path
+) -> None:
     cluster_wide = operator_role(render(helm, tmp_path))["rules"]
     objects = render(helm, tmp_path, {"watchNamespaces": ["ml-a", "ml-b"]})
     roles = [r for r in by_kind(objects, "Role") if not r["metadata"]["name"].endswith("leader-election")]
@@ -184,7 +186,9 @@ def test_namespaced_mode_grants_nothing_cluster_wide_but_crd_reads(helm: Helm, t
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["ml-a", "ml-b"]
     crd_reads = [r for r in cluster_wide if r["apiGroups"] == ["apiextensions.k8s.io"]]
     assert roles[0]["rules"] + crd_reads == cluster_wide  # the same rules, only scoped
-    assert operator_role(objects)["rules"] == crd_reads
+    namespace_reads = [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]}]
+    assert operator_role(objects)["rules"] == crd_reads + namespace_reads
+    assert not any(r["resources"] == ["namespaces"] for r in cluster_wide)
     assert env(objects)["KUBETUNE_NAMESPACES"] == "ml-a,ml-b"
 
 

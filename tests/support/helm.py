@@ -9,7 +9,9 @@ under ``.cluster/helm`` so tests never touch the user's ``~/.config/helm``.
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,9 +20,9 @@ from typing import Any
 
 import yaml
 
-from tests.support.cluster import REPO_ROOT, STATE_DIR
+from tests.support.cluster import REPO_ROOT, STATE_DIR, Cluster
 
-__all__ = ["CHART", "Helm", "HelmError", "find_helm"]
+__all__ = ["CHART", "Helm", "HelmError", "Release", "find_helm"]
 
 CHART = REPO_ROOT / "charts" / "kubetune"
 DEFAULT_KUBE_VERSION = "v1.34.4"
@@ -145,3 +147,92 @@ class Helm:
         """Render the chart offline; return the objects."""
         text = self.template_text(release, namespace, values, tmp_dir, chart)
         return [obj for obj in yaml.safe_load_all(text) if obj]
+
+
+class Release:
+    """One helm release of the chart in its own namespace, uninstalled by :meth:`cleanup`.
+
+    Args:
+        cluster: the cluster.
+        helm: the helm binary.
+        tmp_path: where values files are written.
+        labels: labels of the release namespace (e.g. Pod Security levels).
+    """
+
+    def __init__(self, cluster: Cluster, helm: Helm, tmp_path: Path, labels: dict[str, str] | None = None) -> None:
+        self.cluster = cluster
+        self.helm = helm
+        self.tmp_path = tmp_path
+        self.name = f"kt-{secrets.token_hex(3)}"
+        self.namespace = cluster.create_namespace(prefix=f"helm-{self.name}", labels=labels)
+        self.fullname = f"{self.name}-kubetune"
+        self.service_account = f"system:serviceaccount:{self.namespace}:{self.fullname}"
+
+    @property
+    def lease(self) -> str:
+        """Name of the leader-election Lease."""
+        return f"{self.fullname}-leader"
+
+    def install(self, values: dict[str, Any] | None = None, *extra: str, chart: Path = CHART) -> str:
+        """``helm upgrade --install --wait``; returns helm's output (the notes)."""
+        args = ["upgrade", "--install", self.name, str(chart), "--namespace", self.namespace]
+        args += [*self.helm.values_args(values, self.tmp_path), "--wait", "--timeout", "120s", *extra]
+        return self.helm.run(*args, timeout=180).stdout
+
+    def cleanup(self) -> None:
+        """Uninstall (ignoring errors) and delete the namespace."""
+        self.helm.run("uninstall", self.name, "--namespace", self.namespace, "--wait", check=False)
+        self.cluster.delete_namespace(self.namespace)
+
+    def manifest(self) -> list[dict[str, Any]]:
+        """The objects of the installed release (``helm get manifest``)."""
+        text = self.helm.run("get", "manifest", self.name, "--namespace", self.namespace).stdout
+        return [obj for obj in yaml.safe_load_all(text) if obj]
+
+    def service_account_token(self, seconds: int = 3600) -> str:
+        """A bound token of the operator's ServiceAccount (TokenRequest, as a pod would get)."""
+        args = ["create", "token", self.fullname, "--namespace", self.namespace, f"--duration={seconds}s"]
+        return self.cluster.kubectl(*args).strip()
+
+    def service_account_kubeconfig(self, path: Path) -> Path:
+        """Write a kubeconfig that authenticates as the operator's ServiceAccount; return its path."""
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "local", "cluster": {"server": self.cluster.server, "certificate-authority-data":
+                          base64.b64encode(self.cluster.ca_pem.encode()).decode()}}],
+            "users": [{"name": "operator", "user": {"token": self.service_account_token()}}],
+            "contexts": [{"name": "operator", "context": {"cluster": "local", "user": "operator"}}],
+            "current-context": "operator",
+        }  # fmt: skip
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        path.chmod(0o600)
+        return path
+
+    def deployment_env(self) -> dict[str, str]:
+        """The operator container's environment as the installed Deployment sets it.
+
+        ``fieldRef`` variables are resolved the way the kubelet would for a pod named
+        ``<fullname>-local`` in the release namespace.
+        """
+        deployment = next(o for o in self.manifest() if o["kind"] == "Deployment")
+        env = {}
+        for entry in deployment["spec"]["template"]["spec"]["containers"][0]["env"]:
+            field = entry.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+            if field == "metadata.name":
+                env[entry["name"]] = f"{self.fullname}-local"
+            elif field == "metadata.namespace":
+                env[entry["name"]] = self.namespace
+            else:
+                env[entry["name"]] = entry["value"]
+        return env
+
+    def can(self, verb: str, resource: str, namespace: str | None = None, subresource: str = "") -> bool:
+        """``kubectl auth can-i`` as the operator's ServiceAccount."""
+        args = ["auth", "can-i", verb, resource, f"--as={self.service_account}"]
+        args += ["--namespace", namespace] if namespace else ["--all-namespaces"]
+        if subresource:
+            args.append(f"--subresource={subresource}")
+        answer = self.cluster.kubectl(*args, check=False).strip()
+        assert answer in ("yes", "no"), answer
+        return answer == "yes"
