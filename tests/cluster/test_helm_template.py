@@ -284,3 +284,30 @@ def test_user_roles_are_aggregated_into_admin_edit_and_view(helm: Helm, tmp_path
     off = render(helm, tmp_path, {"rbac": {"aggregateClusterRoles": False}})
     assert [r["metadata"]["name"] for r in by_kind(off, "ClusterRole")] == ["rel-kubetune"]
     assert by_kind(render(helm, tmp_path, {"rbac": {"create": False}}), "ClusterRole") == []
+
+
+def _doc_rbac_table() -> set[tuple[str, str, str]]:
+    """(API group, resource, verb) of the RBAC table in docs/operations.md."""
+    text = (REPO / "docs" / "operations.md").read_text(encoding="utf-8")
+    table = text.split("\n## RBAC\n", 1)[1].split("\n\n| API group |", 1)[1].split("\n\n", 1)[0]
+    rules = set()
+    for line in table.splitlines()[2:]:
+        group, resources, verbs, _ = (cell.strip() for cell in line.strip("|").split(" | ", 3))
+        group = "" if group == "core" else group.strip("`")
+        words = re.findall(r"\b(get|list|watch|create|update|patch|delete)\b", verbs.replace(" on its own Lease", ""))
+        for resource in re.findall(r"`([^`]+)`", resources):
+            rules |= {(group, resource, verb) for verb in words}
+    return rules
+
+
+def test_operations_guide_lists_exactly_the_chart_rules(helm: Helm, tmp_path: Path) -> None:
+    rules = set()
+    for values in (None, {"watchNamespaces": ["ml-a"]}):
+        for role in by_kind(render(helm, tmp_path, values), "ClusterRole") + by_kind(
+            render(helm, tmp_path, values), "Role"
+        ):
+            if role["metadata"]["name"].endswith(("-edit", "-view")):
+                continue  # the users' aggregated roles, documented separately
+            for rule in role["rules"]:
+                rules |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    assert _doc_rbac_table() == rules
