@@ -44,11 +44,14 @@ test-unit: setup ## run only the tests that need no cluster
 lint: setup ## ruff, mypy and the import-layer contracts
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy -p kubetune
+	$(VENV)/bin/mypy -p kubetune_trainer
 	$(VENV)/bin/lint-imports
 
-crds: ## regenerate crds/ from the API models
+crds: ## regenerate crds/, the Helm chart's copy and docs/api-reference.md from the API models
 	@$(PY) -m kubetune crds --output-dir crds >/dev/null
+	@$(PY) -m kubetune crds --output-dir charts/kubetune/files/crds >/dev/null
+	@$(PY) -m kubetune.docgen >/dev/null
 
 demo: setup cluster-up ## the main job: operator + FineTuneJob on the local cluster, then a real local run
 	@hack/demo.sh

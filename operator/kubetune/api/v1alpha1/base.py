@@ -107,8 +107,9 @@ def immutable(description: str, name: str, **kwargs: Any) -> Any:
     Returns:
         A pydantic ``Field`` carrying the transition rule.
     """
-    rule = Rule("self == oldSelf", f"{name} is immutable once set; create a new resource instead")
-    return Field(description=description, json_schema_extra={CEL_KEY: [rule]}, **kwargs)
+    rule: dict[str, Any] = Rule("self == oldSelf", f"{name} is immutable once set; create a new resource instead")
+    extra: dict[str, Any] = {CEL_KEY: [rule]}
+    return Field(description=description, json_schema_extra=extra, **kwargs)
 
 
 class StrEnum(enum.StrEnum):
