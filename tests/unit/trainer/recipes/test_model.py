@@ -92,3 +92,11 @@ def test_qlora_is_refused_on_cpu_before_loading_anything(tmp_path: Path) -> None
     )
     with pytest.raises(TrainerError, match="method qlora needs a CUDA GPU"):
         QLoRASingleDevice(config, RunOptions()).setup()
+
+
+def test_freeze_needs_a_model_with_decoder_layers() -> None:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64))  # layers are in .h
+    with pytest.raises(TrainerError, match="cannot find the decoder layers of GPT2LMHeadModel"):
+        _model.freeze_all_but_last_layers(model, 1)
