@@ -1,8 +1,10 @@
-"""A real tritonserver (nvidia-pytriton, CPU) serving the python-backend repository of a tiny model.
+"""A real tritonserver (nvidia-pytriton, CPU) serving the python-backend repository of a fine-tuned model.
 
-The served answers are compared with ``transformers`` generating locally from the same checkpoint,
-so the test checks the chat template, the batching code and the tensor plumbing, not just that
-something came back.
+The model is a tiny Llama fine-tuned here for a few LoRA steps by the trainer's own ``prepare``,
+``train`` and ``export`` commands; the merged weights are what gets served. Served answers are
+compared with ``transformers`` generating locally from the same merged checkpoint, so the test
+checks the chat template, the batching code and the tensor plumbing, not just that something came
+back.
 """
 
 from __future__ import annotations
@@ -27,7 +29,14 @@ from kubetune_trainer.serve import client, repository, server
 from tests.support.wait import wait_for
 
 PROMPTS = ["Where is my order?", "我要退款。", "Can I change my address?"]
+DIALOGUES = [
+    ("Where is my order?", "Your order has shipped and arrives in 3 days.", "order_status"),
+    ("I want a refund.", "Sure, I have started your refund. It takes 5 days.", "refund"),
+    ("我的订单到哪里了？", "您的订单已发货，预计三天内送达。", "order_status"),
+    ("我要退款。", "好的，已为您申请退款，五个工作日内到账。", "refund"),
+]
 MAX_INPUT_LEN = 64
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head")
 MAX_OUTPUT_LEN = 12
 
 
@@ -57,22 +66,70 @@ def _group_is_gone(pgid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def served(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[server.TritonServer]:
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama fine-tuned with LoRA until it memorises the dialogues, exported (merged) by the trainer."""
+    from kubetune_trainer import cli
+    from kubetune_trainer.config import save_config
+    from kubetune_trainer.tiny import build_tiny_model
+
+    root = tmp_path_factory.mktemp("finetuned")
+    records = [{"context": c, "response": r, "intent": i} for c, r, i in DIALOGUES] * 6
+    dataset = root / "dialogues.jsonl"
+    dataset.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    base = build_tiny_model(root / "base", [text for c, r, _ in DIALOGUES for text in (c, r)], vocab_size=512)
+    config = v1alpha1.TrainerConfig.model_validate(
+        {
+            "spec": {
+                "baseModel": {"uri": "pvc://models/tiny"},
+                "dataset": {
+                    "uri": "pvc://data/dialogues.jsonl",
+                    "format": "triple",
+                    "validationSplit": 0.2,
+                    "cleaning": {"qualityFilter": {"enabled": False}, "dedup": {"enabled": False}},
+                },
+                "output": {"uri": "pvc://artifacts/support-bot"},
+                "method": "lora",
+                "lora": {"r": 16, "alpha": 32, "dropout": 0.0, "targetModules": [*LORA_TARGETS]},
+                "training": {
+                    "learningRate": 5e-3,
+                    "warmupRatio": 0.0,
+                    "maxSeqLength": 128,
+                    "precision": "fp32",
+                    "gradientCheckpointing": False,
+                    "perDeviceBatchSize": 4,
+                    "gradientAccumulationSteps": 1,
+                    "maxSteps": 80,
+                },
+                "evaluation": {"enabled": False},
+            },
+            "paths": {"dataset": str(dataset), "baseModel": str(base), "workDir": str(root / "work")},
+        }
+    )
+    path = save_config(config, root / "config.json")
+    for step in (["prepare"], ["train"], ["export", "--dtype", "fp32"]):
+        assert cli.main([step[0], "--config", str(path), *step[1:]]) == 0, step
+    merged = Path(config.paths.model_dir) / "merged"
+    assert (merged / "config.json").is_file()
+    return merged
+
+
+@pytest.fixture(scope="module")
+def served(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[server.TritonServer]:
     root = tmp_path_factory.mktemp("serve")
-    repo = repository.build_repository(tiny_model_dir, root / "repo", _spec())
+    repo = repository.build_repository(model_dir, root / "repo", _spec())
     with server.start_server(repo, log_path=root / "tritonserver.log") as running:
         yield running
     assert running.process is None
 
 
 @pytest.fixture(scope="module")
-def local_answers(tiny_model_dir: Path) -> dict[tuple[str, int], str]:
+def local_answers(model_dir: Path) -> dict[tuple[str, int], str]:
     """Greedy answers of the same checkpoint generated in this process, one prompt at a time."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     answers = {}
     for prompt in PROMPTS:
         text = tokenizer.apply_chat_template(
@@ -105,6 +162,12 @@ def test_tritonclient_infer_answers_like_local_generation(
     answer = client.infer(url, "llm", PROMPTS[0], MAX_OUTPUT_LEN)
     assert answer.strip()
     assert answer == local_answers[(PROMPTS[0], MAX_OUTPUT_LEN)]
+
+
+def test_the_fine_tuned_weights_are_served(served: server.TritonServer) -> None:
+    answer = client.generate(served.http_url, "llm", "Where is my order?", MAX_OUTPUT_LEN)
+    # 80 LoRA steps on 24 records memorise this dialogue; if the trainer's defaults change, raise maxSteps.
+    assert answer.startswith("Your order has shipped"), answer
 
 
 def test_max_tokens_bounds_the_answer(served: server.TritonServer, local_answers: dict[tuple[str, int], str]) -> None:
@@ -197,9 +260,9 @@ def test_smoke_command_fails_on_a_model_that_is_not_there(served: server.TritonS
     assert "smoke test failed: model 'missing'" in run.stderr
 
 
-def test_dynamic_batching_off_serves_too(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_dynamic_batching_off_serves_too(model_dir: Path, tmp_path: Path) -> None:
     repo = repository.build_repository(
-        tiny_model_dir, tmp_path / "repo", _spec(dynamicBatching=False, maxBatchSize=1), weights="reference"
+        model_dir, tmp_path / "repo", _spec(dynamicBatching=False, maxBatchSize=1), weights="reference"
     )
     with server.start_server(repo, log_path=tmp_path / "log") as running:
         assert client.generate(running.http_url, "llm", PROMPTS[0], 4).strip()
@@ -209,8 +272,8 @@ def test_dynamic_batching_off_serves_too(tiny_model_dir: Path, tmp_path: Path) -
     assert wait_for(lambda: _group_is_gone(pgid), timeout=10, description="server process group gone")
 
 
-def test_a_model_that_fails_to_load_stops_the_server_with_its_log(tiny_model_dir: Path, tmp_path: Path) -> None:
-    repo = repository.build_repository(tiny_model_dir, tmp_path / "repo", _spec())
+def test_a_model_that_fails_to_load_stops_the_server_with_its_log(model_dir: Path, tmp_path: Path) -> None:
+    repo = repository.build_repository(model_dir, tmp_path / "repo", _spec())
     config = repo / "llm" / "config.pbtxt"
     config.write_text(config.read_text().replace('string_value: "model"', 'string_value: "no-such-dir"'))
     broken = server.TritonServer(repo, log_path=tmp_path / "log")
@@ -248,3 +311,26 @@ def test_serve_command_runs_until_terminated(served: server.TritonServer, tmp_pa
             process.kill()
             process.wait(10)
         stderr.close()
+
+
+def test_the_server_follows_a_parent_killed_outright(served: server.TritonServer, tmp_path: Path) -> None:
+    script = (
+        "import sys, time\n"
+        "from kubetune_trainer.serve import server\n"
+        f"running = server.start_server({str(served.repository)!r}, log_path={str(tmp_path / 'log')!r})\n"
+        "print(running.process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        triton_pid = int((parent.stdout.readline() if parent.stdout else "").strip() or 0)
+        assert triton_pid, "the parent did not start a server"
+        parent.kill()  # SIGKILL: no atexit, no finally
+        parent.wait(10)
+        assert wait_for(lambda: _group_is_gone(triton_pid), timeout=60, description="orphaned tritonserver gone")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(10)
+        if parent.stdout:
+            parent.stdout.close()

@@ -23,7 +23,15 @@ MAX_OUTPUT_LEN = 10
 
 
 @pytest.fixture(scope="module")
-def steps(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from kubetune_trainer.tiny import build_tiny_model
+
+    corpus = ["Where is my order?", "Your order has shipped.", "Can I change my address?", "我要退款。"]
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", corpus, vocab_size=512)
+
+
+@pytest.fixture(scope="module")
+def steps(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """An HTTP client of a tritonserver serving only preprocessing and postprocessing."""
     import tritonclient.http as httpclient
 
@@ -31,7 +39,7 @@ def steps(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     spec = v1alpha1.ServingSpec.model_validate(
         {"backend": "tensorrtllm", "engine": {"maxInputLen": MAX_INPUT_LEN, "maxOutputLen": MAX_OUTPUT_LEN}}
     )
-    full = repository.build_repository(tiny_model_dir, root / "full", spec)
+    full = repository.build_repository(model_dir, root / "full", spec)
     python_only = root / "python-only"
     for step in (tensorrtllm.PREPROCESSING, tensorrtllm.POSTPROCESSING):
         shutil.copytree(full / step, python_only / step)
@@ -42,10 +50,10 @@ def steps(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tiny_model_dir: Path) -> Any:
+def tokenizer(model_dir: Path) -> Any:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(tiny_model_dir)
+    return AutoTokenizer.from_pretrained(model_dir)
 
 
 def _input(name: str, array: np.ndarray, data_type: str) -> Any:

@@ -16,13 +16,16 @@ Python backend; three things make it run here:
   transformers). This needs a venv made from the same Debian python3.11 the stub links.
 
 :class:`TritonServer` runs the server in its own process group, writes its log to a file, waits
-for ``/v2/health/ready`` and, on exit, stops the whole group (server and stubs): no orphans.
+for ``/v2/health/ready`` and, on exit, stops the whole group (server and stubs): no orphans. If the
+Python process is killed outright, Linux sends the server SIGTERM (parent-death signal; set when the
+server is started from the main thread), and the stubs follow their server.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import hashlib
 import importlib.util
 import logging
@@ -34,6 +37,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -50,6 +54,7 @@ CACHE_ENV = "KUBETUNE_CACHE_DIR"
 _BACKEND_FILES = ("libtriton_python.so", "triton_python_backend_utils.py")
 _STUB = "triton_python_backend_stub"
 _LOG_TAIL_CHARS = 4000
+_PR_SET_PDEATHSIG = 1
 #: Triton's error lines look like ``E1124 13:40:40.602548 13121 model_lifecycle.cc:642] "failed to load ..."``.
 _ERROR_LINE = re.compile(r"^E\d{4} |^error: ")
 _ERROR_LINE_CHARS = 800
@@ -149,6 +154,17 @@ def server_environment(installation: Installation, base: dict[str, str] | None =
     interpreter_bin = str(Path(sys.executable).parent)
     env["PATH"] = os.pathsep.join([interpreter_bin, env.get("PATH", "")])
     return env
+
+
+def _die_with_parent() -> None:
+    """In the forked child, before exec: ask Linux to SIGTERM it when its parent dies.
+
+    Covers the one case ``stop()`` cannot: the Python process killed outright (SIGKILL, OOM).
+    Linux ties this to the *thread* that forked, so :meth:`TritonServer.start` only asks for it
+    from the main thread.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -251,6 +267,7 @@ class TritonServer:
         if self.process is not None:
             raise ServerError("server already started")
         installation = find_installation()
+        on_main_thread = threading.current_thread() is threading.main_thread()
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen(
                 self.command(installation),
@@ -259,6 +276,7 @@ class TritonServer:
                 stderr=subprocess.STDOUT,
                 env=server_environment(installation),
                 start_new_session=True,
+                preexec_fn=_die_with_parent if on_main_thread and sys.platform == "linux" else None,
             )
         atexit.register(self.stop)
         log.info("tritonserver pid %d on %s (log %s)", self.process.pid, self.http_url, self.log_path)
