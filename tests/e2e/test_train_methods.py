@@ -7,6 +7,7 @@ backend, in a subprocess as in a pod (one process, its own one-member process gr
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -126,3 +127,12 @@ def test_qlora_is_refused_on_cpu_with_a_clear_message(make_config: Any, capsys: 
     assert "method qlora needs a CUDA GPU" in capsys.readouterr().err
     assert not (work_dir(config) / "checkpoints").exists()
     assert load_config(config).spec.method.value == "qlora"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks bf16 on the CPU")
+def test_lora_in_bf16_on_cpu(make_config: Any) -> None:
+    config = make_config(training={**FEW_STEPS, "maxSteps": 3, "precision": "bf16"})
+    assert cli.main(["train", "--config", str(config)]) == 0
+    summary = json.loads((work_dir(config) / "checkpoints" / "final" / "kubetune-training.json").read_text())
+    assert summary["precision"] == "bf16"
+    assert all(math.isfinite(loss) for loss in losses(config))
