@@ -1,0 +1,40 @@
+"""Pure helpers of the FineTuneJob handler: lenient status reading, which failed Jobs to diagnose."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from kubetune.handlers import finetunejob
+
+
+def job(name: str, component: str, attempt: str | None, failed: bool, uid: str = "u") -> dict[str, Any]:
+    labels = {"app.kubernetes.io/component": component}
+    if attempt:
+        labels["kubetune.dev/attempt"] = attempt
+    conditions = [{"type": "Failed", "status": "True"}] if failed else []
+    return {
+        "metadata": {"name": name, "labels": labels, "ownerReferences": [{"uid": uid, "controller": True}]},
+        "spec": {},
+        "status": {"conditions": conditions},
+    }
+
+
+def test_only_the_latest_failed_attempt_and_failed_steps_are_diagnosed() -> None:
+    jobs = [
+        job("p", "prepare", None, failed=True),
+        job("t1", "train", "1", failed=True),
+        job("t3", "train", "3", failed=True),
+        job("t2", "train", "2", failed=True),
+        job("t4", "train", "4", failed=False),
+        job("e", "evaluate", None, failed=False),
+        job("other", "train", "9", failed=True, uid="someone-else"),
+    ]
+    assert finetunejob._failed_jobs_to_diagnose(jobs, "u") == ["p", "t3"]
+
+
+def test_lenient_status_drops_invalid_fields(caplog: pytest.LogCaptureFixture) -> None:
+    status = finetunejob._lenient_status({"phase": "Training", "attempts": -3, "progress": {"step": "many"}})
+    assert status.phase == "Training" and status.attempts is None and status.progress is None
+    assert "ignoring invalid status fields" in caplog.text
+    assert finetunejob._lenient_status(None).phase is None
