@@ -56,8 +56,15 @@ LLAMA3_8B: dict[str, Any] = {
     "max_position_embeddings": 8192,
     "rope_theta": 500000.0,
 }
-TINY: dict[str, Any] = {**LLAMA3_8B, "vocab_size": 1024, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-        "num_attention_heads": 4, "num_key_value_heads": 2}  # fmt: skip
+TINY: dict[str, Any] = {
+    **LLAMA3_8B,
+    "vocab_size": 1024,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+}
 PAD_ID = 0
 FIRST_TOKEN_ID = 16  # synthetic ids stay clear of the pad and special tokens
 
