@@ -4,7 +4,8 @@ Recipes are named ``<method>_<topology>`` after torchtune's: ``LoRASingleDevice`
 ``LoRADistributed``, ``QLoRASingleDevice``, ``PrefixSingleDevice``, ``FreezeDistributed`` and
 ``FullDistributed``. Each has ``setup / train / save_checkpoint / cleanup`` and composes shared
 modules (``_model``, ``batching``, ``_trainer``, ``_deepspeed``, ``checkpoints``) rather than
-inheriting from another recipe; ``registry`` picks one from the method and the process count.
+inheriting from another recipe; ``registry`` picks one from the method and the process count,
+and ``trained`` loads the result (``checkpoints/final``) for the evaluate and export steps.
 
 Exit codes of ``python -m kubetune_trainer train``:
 
