@@ -28,6 +28,8 @@ from kubetune_trainer.serve import client, repository, server
 
 from tests.support.wait import wait_for
 
+pytestmark = pytest.mark.e2e
+
 PROMPTS = ["Where is my order?", "我要退款。", "Can I change my address?"]
 DIALOGUES = [
     ("Where is my order?", "Your order has shipped and arrives in 3 days.", "order_status"),

@@ -18,6 +18,8 @@ import pytest
 from kubetune.api import v1alpha1
 from kubetune_trainer.serve import repository, server, tensorrtllm
 
+pytestmark = pytest.mark.e2e
+
 MAX_INPUT_LEN = 48
 MAX_OUTPUT_LEN = 10
 
