@@ -4,12 +4,14 @@ Duplicates over-weight whatever they say and leak between the training and valid
 which flatters the evaluation. Support logs have many: the same canned answer pasted twice,
 a message re-sent with one character changed.
 
-* Exact duplicates: records whose texts are equal after case folding and whitespace
-  collapsing, role by role - a 128-bit BLAKE2 key per record.
-* Near duplicates: estimated Jaccard similarity of the records' character 5-gram sets (after
-  also turning punctuation into spaces, so full- and half-width punctuation do not matter) at or
-  above ``DedupSpec.similarityThreshold``. Character shingles work for Chinese, which has no
-  spaces to split words on.
+Records are compared in a normalised form (:func:`normalize`): case folded, every run of
+spaces and punctuation (full- or half-width) turned into one space, each turn marked with its
+role. The normalisation is vectorised with numpy over batches of records.
+
+* Exact duplicates: equal normalised records - a 128-bit BLAKE2 key per record.
+* Near duplicates: estimated Jaccard similarity of the normalised records' character 5-gram
+  sets at or above ``DedupSpec.similarityThreshold``. Character shingles work for Chinese,
+  which has no spaces to split words on.
 
 The near-duplicate search is MinHash LSH, written here rather than taken from ``datasketch``,
 which hashes each shingle in Python (tens of microseconds per record). Here:
@@ -35,14 +37,14 @@ All constants are fixed: the same input gives the same output.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from kubetune.api import v1alpha1
 
-from kubetune_trainer.data import records
+from kubetune_trainer.data import charclass, records
 
 NUM_PERM = 128
 SHINGLE = 5
@@ -52,21 +54,65 @@ _SPLIT_DEPTH = 3
 _BATCH = 8192
 _VERIFY_CHUNK = 1 << 18
 _MASK64 = (1 << 64) - 1
-_PUNCT = re.compile(r"[^\w]+")
 _KEY_MULTIPLIERS = np.array([(0x9E3779B97F4A7C15 * (2 * i + 1)) & _MASK64 for i in range(NUM_PERM)], dtype=np.uint64)
 
 
-def dedup_texts(record: records.Record) -> tuple[str, str]:
-    """The two forms a record is compared in: exact (folded, spaces collapsed) and near (also no punctuation)."""
-    folded = [" ".join(segment.text.casefold().split()) for segment in record.segments]
-    exact = "\x1e".join(f"{segment.role}\x1f{text}" for segment, text in zip(record.segments, folded, strict=True))
-    near = " ".join(_PUNCT.sub(" ", text).strip() for text in folded)
-    return exact, near
+#: Code points (private use area) marking where each role's text starts in a normalised record.
+_ROLE_MARKS = {records.SYSTEM: "\ue000", records.USER: "\ue001", records.ASSISTANT: "\ue002"}
+_FIRST_MARK, _LAST_MARK = 0xE000, 0xE002
+_SPACE = 0x20
+_PAD = 0x01  # fills records shorter than a shingle
 
 
-def exact_key(exact_text: str) -> bytes:
-    """A 128-bit digest of a record's exact form."""
-    return hashlib.blake2b(exact_text.encode("utf-8"), digest_size=16).digest()
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    """Normalised records as one code point array: record ``i`` is ``points[starts[i]:starts[i] + lengths[i]]``."""
+
+    points: np.ndarray
+    starts: np.ndarray
+    lengths: np.ndarray
+
+
+def normalize(items: Sequence[records.Record]) -> Normalized:
+    """Normalise records for comparison, vectorised over the batch.
+
+    Case is folded; each run of characters that are neither letters nor digits (spaces,
+    punctuation, full- or half-width) becomes one space, dropped at the start or end of a turn;
+    each non-empty turn is preceded by a mark of its role, so a question and an answer never
+    compare equal.
+
+    Returns:
+        The normalised records.
+    """
+    texts = [
+        "".join(_ROLE_MARKS[segment.role] + segment.text for segment in record.segments if segment.text).casefold()
+        for record in items
+    ]
+    points, starts, lengths = charclass.codepoints(texts)
+    classes = charclass.classes(points)
+    word = (classes == charclass.WORD) | (classes == charclass.DIGIT)
+    mark = (points >= _FIRST_MARK) & (points <= _LAST_MARK)
+    boundary = np.zeros(len(points), dtype=bool)
+    boundary[starts + lengths] = True
+    other = ~(word | mark | boundary)
+    after_word = np.concatenate(([False], word[:-1]))
+    kept = np.where(other, np.uint32(_SPACE), points)[word | mark | boundary | (other & after_word)]
+    # A space left before a role mark or the end of the record is a turn's trailing punctuation.
+    trailing = np.zeros(len(kept), dtype=bool)
+    trailing[:-1] = (kept[:-1] == _SPACE) & ((kept[1:] == 0) | ((kept[1:] >= _FIRST_MARK) & (kept[1:] <= _LAST_MARK)))
+    kept = kept[~trailing]
+    ends = np.flatnonzero(kept == 0)  # the record separators (a NUL inside a text became a space)
+    new_starts = np.concatenate(([0], ends[:-1] + 1)).astype(np.int64)
+    return Normalized(kept, new_starts, ends - new_starts)
+
+
+def exact_keys(normalized: Normalized) -> list[bytes]:
+    """A 128-bit BLAKE2 digest of each normalised record."""
+    data = normalized.points.astype("<u4").tobytes()
+    return [
+        hashlib.blake2b(data[4 * start : 4 * (start + length)], digest_size=16).digest()
+        for start, length in zip(normalized.starts.tolist(), normalized.lengths.tolist(), strict=True)
+    ]
 
 
 def _mix64(values: np.ndarray) -> np.ndarray:
@@ -78,28 +124,46 @@ def _mix64(values: np.ndarray) -> np.ndarray:
     return values ^ (values >> np.uint64(31))
 
 
-def _shingle_hashes(texts: Sequence[str], shingle: int) -> tuple[np.ndarray, np.ndarray]:
-    """64-bit hashes of every character shingle of every text, and the text index of each."""
-    padded = [text if len(text) >= shingle else text.ljust(shingle, "\x01") for text in texts]
-    lengths = np.fromiter((len(text) for text in padded), dtype=np.int64, count=len(padded))
-    codepoints = np.frombuffer("\x00".join(padded).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    windows = len(codepoints) - shingle + 1
+def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Concatenated ``arange(start, start + length)`` for each pair, vectorised."""
+    before = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    return np.repeat(starts - before, lengths) + np.arange(int(lengths.sum()))
+
+
+def _shingle_hashes(normalized: Normalized, shingle: int) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit hashes of every character shingle of every record, and the record index of each."""
+    padded_lengths = np.maximum(normalized.lengths, shingle)
+    padded_starts = np.concatenate(([0], np.cumsum(padded_lengths)[:-1]))
+    padded = np.full(int(padded_lengths.sum()), _PAD, dtype=np.uint64)
+    padded[_ranges(padded_starts, normalized.lengths)] = normalized.points[
+        _ranges(normalized.starts, normalized.lengths)
+    ]
+    windows = len(padded) - shingle + 1
     rolled = np.zeros(windows, dtype=np.uint64)
     for j in range(shingle):
-        rolled = rolled * np.uint64(0x100000001B3) + codepoints[j : j + windows]
-    starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1]))
-    counts = lengths - shingle + 1
-    owner = np.repeat(np.arange(len(padded)), counts)
-    first = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    positions = np.arange(int(counts.sum())) - np.repeat(first, counts) + np.repeat(starts, counts)
-    return _mix64(rolled[positions]), owner
+        rolled = rolled * np.uint64(0x100000001B3) + padded[j : j + windows]
+    counts = padded_lengths - shingle + 1
+    owner = np.repeat(np.arange(len(counts)), counts)
+    return _mix64(rolled[_ranges(padded_starts, counts)]), owner
+
+
+def _signatures(normalized: Normalized, num_perm: int, shingle: int) -> np.ndarray:
+    shift = np.uint64(64 - (num_perm.bit_length() - 1))
+    count = len(normalized.lengths)
+    hashes, owner = _shingle_hashes(normalized, shingle)
+    empty = np.uint32(0xFFFFFFFF)
+    minima = np.full(num_perm * count, empty, dtype=np.uint32)
+    slot = (hashes >> shift).astype(np.int64) * count + owner
+    np.minimum.at(minima, slot, (hashes & np.uint64(0xFFFFFFFE)).astype(np.uint32))
+    fingerprints = np.where(minima == empty, 0, minima % 255 + 1).astype(np.uint8)
+    return fingerprints.reshape(num_perm, count).T
 
 
 def signatures(texts: Sequence[str], num_perm: int = NUM_PERM, shingle: int = SHINGLE) -> np.ndarray:
-    """One-permutation MinHash signatures of the texts' character shingles.
+    """One-permutation MinHash signatures of the texts' character shingles (texts taken as they are).
 
     Args:
-        texts: the texts (the near form of :func:`dedup_texts`).
+        texts: the texts.
         num_perm: signature length (a power of two, at least 8).
         shingle: characters per shingle.
 
@@ -107,18 +171,29 @@ def signatures(texts: Sequence[str], num_perm: int = NUM_PERM, shingle: int = SH
         A ``(len(texts), num_perm)`` uint8 array of bin fingerprints, 0 where no shingle fell
         into the bin; see :func:`similarity`.
     """
-    shift = np.uint64(64 - (num_perm.bit_length() - 1))
     out = np.empty((len(texts), num_perm), dtype=np.uint8)
-    empty = np.uint32(0xFFFFFFFF)
     for begin in range(0, len(texts), _BATCH):
-        batch = texts[begin : begin + _BATCH]
-        hashes, owner = _shingle_hashes(batch, shingle)
-        minima = np.full(num_perm * len(batch), empty, dtype=np.uint32)
-        slot = (hashes >> shift).astype(np.int64) * len(batch) + owner
-        np.minimum.at(minima, slot, (hashes & np.uint64(0xFFFFFFFE)).astype(np.uint32))
-        fingerprints = np.where(minima == empty, 0, minima % 255 + 1).astype(np.uint8)
-        out[begin : begin + len(batch)] = fingerprints.reshape(num_perm, len(batch)).T
+        points, starts, lengths = charclass.codepoints(texts[begin : begin + _BATCH])
+        out[begin : begin + len(lengths)] = _signatures(Normalized(points, starts, lengths), num_perm, shingle)
     return out
+
+
+def fingerprint(
+    items: Sequence[records.Record], *, with_signatures: bool = True
+) -> tuple[list[bytes], np.ndarray | None]:
+    """Exact keys and (optionally) MinHash signatures of normalised records, batch by batch.
+
+    Returns:
+        One key per record, and a ``(len(items), NUM_PERM)`` signature array or ``None``.
+    """
+    keys: list[bytes] = []
+    sigs = np.empty((len(items), NUM_PERM), dtype=np.uint8) if with_signatures else None
+    for begin in range(0, len(items), _BATCH):
+        normalized = normalize(items[begin : begin + _BATCH])
+        keys.extend(exact_keys(normalized))
+        if sigs is not None:
+            sigs[begin : begin + len(normalized.lengths)] = _signatures(normalized, NUM_PERM, SHINGLE)
+    return keys, sigs
 
 
 def choose_bands(threshold: float, num_perm: int = NUM_PERM, recall: float = 0.99) -> int:
@@ -239,21 +314,18 @@ def deduplicate(items: Sequence[records.Record], spec: v1alpha1.DedupSpec) -> tu
         The kept records (in order) and counts ``exactDuplicate`` / ``nearDuplicate``.
     """
     dropped: Counter[str] = Counter()
+    keys, sigs = fingerprint(items, with_signatures=spec.near_duplicates)
     seen: set[bytes] = set()
-    unique: list[records.Record] = []
-    near_texts: list[str] = []
-    for record in items:
-        exact, near = dedup_texts(record)
-        key = exact_key(exact)
-        if key in seen:
-            dropped["exactDuplicate"] += 1
-            continue
-        seen.add(key)
-        unique.append(record)
-        near_texts.append(near)
-    if not spec.near_duplicates or len(unique) < 2:
-        return unique, dropped
-    flags = near_duplicate_flags(signatures(near_texts), spec.similarity_threshold)
+    first: list[int] = []
+    for index, key in enumerate(keys):
+        if key not in seen:
+            seen.add(key)
+            first.append(index)
+    if len(first) < len(items):
+        dropped["exactDuplicate"] = len(items) - len(first)
+    if sigs is None or len(first) < 2:
+        return [items[index] for index in first], dropped
+    flags = near_duplicate_flags(sigs[first], spec.similarity_threshold)
     if flags.any():
-        dropped["nearDuplicate"] += int(flags.sum())
-    return [record for record, drop in zip(unique, flags.tolist(), strict=True) if not drop], dropped
+        dropped["nearDuplicate"] = int(flags.sum())
+    return [items[index] for index, drop in zip(first, flags.tolist(), strict=True) if not drop], dropped

@@ -32,7 +32,6 @@ threshold too (reason ``classifier``). It runs only on records the heuristics ke
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,43 +40,13 @@ from typing import Any
 import numpy as np
 from kubetune.api import v1alpha1
 
-from kubetune_trainer.data import records
+from kubetune_trainer.data import charclass, records
 
 #: Labels taken to mean "good quality" in a classifier's id2label.
 GOOD_LABELS = ("good", "high", "acceptable", "positive")
 
-# Character classes of the text features (the same as the regular expression classes \w and \s).
-_SYMBOL, _WORD, _DIGIT, _SPACE, _CONTROL, _SEPARATOR = 0, 1, 2, 3, 4, 5
-_CONTROL_CHARS = {*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, 0xFFFD}
+_SEPARATOR = 5  # the class given to the separators between texts
 _BATCH = 4096
-
-
-@functools.cache
-def _bmp_classes() -> np.ndarray:
-    """Class of every code point of the Basic Multilingual Plane (built once, ~10 ms)."""
-    return np.array([_char_class(code) for code in range(0x10000)], dtype=np.uint8)
-
-
-def _char_class(code: int) -> int:
-    char = chr(code)
-    if code in _CONTROL_CHARS:
-        return _CONTROL
-    if char.isspace():
-        return _SPACE
-    if char.isdecimal():
-        return _DIGIT
-    return _WORD if char.isalnum() or char == "_" else _SYMBOL
-
-
-def _classes(codepoints: np.ndarray) -> np.ndarray:
-    """Classes of code points; the rare ones beyond the BMP (emoji, rare CJK) are classified one by one."""
-    table = _bmp_classes()
-    classes = table[np.minimum(codepoints, 0xFFFF)]
-    astral = codepoints > 0xFFFF
-    if astral.any():
-        values, inverse = np.unique(codepoints[astral], return_inverse=True)
-        classes[astral] = np.array([_char_class(int(v)) for v in values], dtype=np.uint8)[inverse]
-    return classes
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,25 +82,23 @@ def text_features(texts: Sequence[str]) -> TextFeatures:
     Returns:
         Their features.
     """
-    lengths = np.fromiter((len(text) for text in texts), dtype=np.int64, count=len(texts))
     if not texts:
         empty = np.zeros(0, dtype=np.int64)
         return TextFeatures(empty, empty, empty, empty, empty)
     # Every text is followed by a separator, so each text's counts are one reduceat segment.
-    codepoints = np.frombuffer(("\x00".join(texts) + "\x00").encode("utf-32-le"), dtype=np.uint32)
-    starts = np.concatenate(([0], np.cumsum(lengths + 1)[:-1])).astype(np.int64)
-    classes = _classes(codepoints)
+    codepoints, starts, lengths = charclass.codepoints(texts)
+    classes = charclass.classes(codepoints)
     classes[starts + lengths] = _SEPARATOR
-    eligible = (classes == _WORD) | (classes == _SYMBOL)
+    eligible = (classes == charclass.WORD) | (classes == charclass.SYMBOL)
 
     def per_text(mask: np.ndarray) -> np.ndarray:
         return np.add.reduceat(mask.astype(np.int64), starts)
 
     return TextFeatures(
         length=lengths,
-        spaces=per_text(classes == _SPACE),
-        symbols=per_text(classes == _SYMBOL),
-        controls=per_text(classes == _CONTROL),
+        spaces=per_text(classes == charclass.SPACE),
+        symbols=per_text(classes == charclass.SYMBOL),
+        controls=per_text(classes == charclass.CONTROL),
         repeated=per_text(_repeated_mask(codepoints, eligible)),
     )
 

@@ -58,14 +58,24 @@ def test_near_duplicates_of_chinese_dialogues_are_dropped() -> None:
     assert dropped == Counter({"nearDuplicate": 50})
 
 
-def test_punctuation_and_width_variants_are_near_duplicates() -> None:
+def test_punctuation_and_width_variants_are_exact_duplicates() -> None:
     items = [
         triple("您好，请问订单什么时候发货？", "您好！预计三天内发货。"),
         triple("您好,请问订单什么时候发货?", "您好!预计三天内发货."),
+        triple("  您好 请问订单什么时候发货", "您好 预计三天内发货", ""),
     ]
     kept, dropped = dedup.deduplicate(items, v1alpha1.DedupSpec())
     assert kept == items[:1]
-    assert dropped == Counter({"nearDuplicate": 1})
+    assert dropped == Counter({"exactDuplicate": 2})
+
+
+def test_normalize_folds_case_and_collapses_punctuation_per_turn() -> None:
+    normalized = dedup.normalize([triple("Where IS my order?? ", " It shipped!", "a\x00b"), triple("x", "y")])
+    texts = [
+        "".join(map(chr, normalized.points[start : start + length]))
+        for start, length in zip(normalized.starts, normalized.lengths, strict=True)
+    ]
+    assert texts == ["\ue001where is my order\ue002it shipped\ue001a b", "\ue001x\ue002y"]
 
 
 def test_dissimilar_records_are_kept_even_when_they_share_boilerplate() -> None:
