@@ -101,6 +101,39 @@ class FineTuneJobController:
     api: kube_client.Client
     settings: Settings
     queue: WorkQueue[Key] = dataclasses.field(default_factory=WorkQueue)
+    #: resourceVersion of each FineTuneJob as our last status write left it.
+    written: dict[Key, str] = dataclasses.field(default_factory=dict)
+    #: (state, deleting) of each child Job as last seen in a watch event, by (namespace, Job name).
+    job_states: dict[Key, tuple[str, bool]] = dataclasses.field(default_factory=dict)
+
+    def finetunejob_changed(self, key: Key, resource_version: str | None, deleted: bool) -> bool:
+        """Record a FineTuneJob watch event; return whether it needs a reconcile.
+
+        The event caused by our own status write shows exactly the state we decided on, so
+        reconciling it again would only repeat the same reads.
+        """
+        if deleted:
+            self.written.pop(key, None)
+            self.queue.discard(key)
+            return False
+        return resource_version is None or self.written.get(key) != resource_version
+
+    def job_changed(self, key: Key, body: Mapping[str, Any], deleted: bool) -> bool:
+        """Record a child Job watch event; return whether its owner needs a reconcile.
+
+        The Job controller updates a Job's status several times per pod (active counts, pod
+        tracking); only a change of what the decision reads (queued/active/finished, deleting)
+        matters.
+        """
+        if deleted:
+            self.job_states.pop(key, None)
+            return True
+        state, _ = observation.job_state(body)
+        summary = (state.value, bool((body.get("metadata") or {}).get("deletionTimestamp")))
+        if self.job_states.get(key) == summary:
+            return False
+        self.job_states[key] = summary
+        return True
 
     async def reconcile(self, key: Key) -> float | None:
         """Reconcile one FineTuneJob (the work queue's reconciler).
@@ -307,7 +340,12 @@ class FineTuneJobController:
         meta = body["metadata"]
         patch = status_patch.status_patch(body.get("status"), decision.status)
         if patch:
-            await self.api.patch(kube_client.FINETUNEJOBS, meta["name"], patch, meta["namespace"], subresource="status")
+            written = await self.api.patch(
+                kube_client.FINETUNEJOBS, meta["name"], patch, meta["namespace"], subresource="status"
+            )
+            version = (written.get("metadata") or {}).get("resourceVersion")
+            if version:
+                self.written[(meta["namespace"], meta["name"])] = version
         for event in decision.events:
             await events.post(self.api, body, event.type, event.reason, event.message)
 
@@ -358,6 +396,7 @@ async def finetunejob_event(
     type: str,
     name: str,
     namespace: str | None,
+    meta: kopf.Meta,
     status: kopf.Status,
     memo: Any,
     finetunejobs_by_base: kopf.Index[Key, str] | None = None,
@@ -366,11 +405,12 @@ async def finetunejob_event(
     """A FineTuneJob changed: queue it, and the jobs waiting for it as their base model."""
     controller = controller_of(memo)
     key = (namespace or "", name)
-    if type == "DELETED":
+    deleted = type == "DELETED"
+    if deleted:
         metrics.FINETUNEJOB_PHASES.forget(*key)
-        controller.queue.discard(key)
     else:
         metrics.FINETUNEJOB_PHASES.set(*key, status.get("phase"))
+    if controller.finetunejob_changed(key, meta.get("resourceVersion"), deleted):
         controller.queue.add(key)
     dependents: list[str] = list(finetunejobs_by_base.get(key, [])) if finetunejobs_by_base is not None else []
     for dependent in dependents:
@@ -378,6 +418,10 @@ async def finetunejob_event(
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={labels.FINETUNEJOB: kopf.PRESENT, labels.MANAGED_BY: labels.APP})
-async def child_job_event(meta: kopf.Meta, namespace: str | None, memo: Any, **_: Any) -> None:
+async def child_job_event(
+    type: str, body: kopf.Body, meta: kopf.Meta, namespace: str | None, memo: Any, **_: Any
+) -> None:
     """One of a FineTuneJob's Jobs changed (pods started, finished, failed): queue its owner."""
-    controller_of(memo).queue.add((namespace or "", meta.labels[labels.FINETUNEJOB]))
+    controller = controller_of(memo)
+    if controller.job_changed((namespace or "", meta.name or ""), body, type == "DELETED"):
+        controller.queue.add((namespace or "", meta.labels[labels.FINETUNEJOB]))

@@ -38,3 +38,32 @@ def test_lenient_status_drops_invalid_fields(caplog: pytest.LogCaptureFixture) -
     assert status.phase == "Training" and status.attempts is None and status.progress is None
     assert "ignoring invalid status fields" in caplog.text
     assert finetunejob._lenient_status(None).phase is None
+
+
+def controller() -> finetunejob.FineTuneJobController:
+    return finetunejob.FineTuneJobController(api=None, settings=None)  # type: ignore[arg-type]
+
+
+def test_own_status_writes_do_not_trigger_a_reconcile() -> None:
+    ctl = controller()
+    key = ("ns", "a")
+    assert ctl.finetunejob_changed(key, "10", deleted=False)
+    ctl.written[key] = "11"  # what our status patch returned
+    assert not ctl.finetunejob_changed(key, "11", deleted=False)
+    assert ctl.finetunejob_changed(key, "12", deleted=False)  # someone else wrote after us
+    assert not ctl.finetunejob_changed(key, "12", deleted=True)
+    assert key not in ctl.written
+
+
+def test_job_events_matter_only_when_the_summary_changes() -> None:
+    ctl = controller()
+    key = ("ns", "a-prepare")
+    active = {"metadata": {"name": "a-prepare"}, "spec": {}, "status": {"active": 1}}
+    assert ctl.job_changed(key, active, deleted=False)
+    assert not ctl.job_changed(key, {**active, "status": {"active": 1, "ready": 1}}, deleted=False)
+    done = {**active, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+    assert ctl.job_changed(key, done, deleted=False)
+    deleting = {**done, "metadata": {"name": "a-prepare", "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+    assert ctl.job_changed(key, deleting, deleted=False)
+    assert ctl.job_changed(key, deleting, deleted=True)
+    assert key not in ctl.job_states
