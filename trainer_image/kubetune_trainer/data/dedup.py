@@ -52,7 +52,7 @@ SHINGLE = 5
 MAX_BUCKET = 16
 _SPLIT_DEPTH = 3
 _BATCH = 8192
-_VERIFY_CHUNK = 1 << 18
+_VERIFY_CHUNK = 1 << 16
 _MASK64 = (1 << 64) - 1
 _KEY_MULTIPLIERS = np.array([(0x9E3779B97F4A7C15 * (2 * i + 1)) & _MASK64 for i in range(NUM_PERM)], dtype=np.uint64)
 
@@ -116,12 +116,13 @@ def exact_keys(normalized: Normalized) -> list[bytes]:
 
 
 def _mix64(values: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser: spreads the bits of each uint64."""
-    values = values ^ (values >> np.uint64(30))
-    values = values * np.uint64(0xBF58476D1CE4E5B9)
-    values = values ^ (values >> np.uint64(27))
-    values = values * np.uint64(0x94D049BB133111EB)
-    return values ^ (values >> np.uint64(31))
+    """The splitmix64 finaliser, in place: spreads the bits of each uint64."""
+    values ^= values >> np.uint64(30)
+    values *= np.uint64(0xBF58476D1CE4E5B9)
+    values ^= values >> np.uint64(27)
+    values *= np.uint64(0x94D049BB133111EB)
+    values ^= values >> np.uint64(31)
+    return values
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -139,9 +140,10 @@ def _shingle_hashes(normalized: Normalized, shingle: int) -> tuple[np.ndarray, n
         _ranges(normalized.starts, normalized.lengths)
     ]
     windows = len(padded) - shingle + 1
-    rolled = np.zeros(windows, dtype=np.uint64)
-    for j in range(shingle):
-        rolled = rolled * np.uint64(0x100000001B3) + padded[j : j + windows]
+    rolled = padded[:windows].copy()
+    for j in range(1, shingle):
+        rolled *= np.uint64(0x100000001B3)
+        rolled += padded[j : j + windows]
     counts = padded_lengths - shingle + 1
     owner = np.repeat(np.arange(len(counts)), counts)
     return _mix64(rolled[_ranges(padded_starts, counts)]), owner
@@ -230,7 +232,8 @@ def band_keys(sigs: np.ndarray, rows: int) -> np.ndarray:
 
 def _sorted_groups(keys: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sort members by (key, id) and give each the size of its key group."""
-    order = np.lexsort((ids, keys))
+    ascending = ids.size < 2 or bool((ids[1:] > ids[:-1]).all())
+    order = np.argsort(keys, kind="stable") if ascending else np.lexsort((ids, keys))
     keys, ids = keys[order], ids[order]
     starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
     sizes = np.diff(np.append(starts, len(keys)))
@@ -293,9 +296,10 @@ def near_duplicate_flags(sigs: np.ndarray, threshold: float) -> np.ndarray:
     """
     pairs = candidate_pairs(band_keys(sigs, choose_bands(threshold, sigs.shape[1])))
     similar = np.zeros(len(pairs), dtype=bool)
-    for begin in range(0, len(pairs), _VERIFY_CHUNK):
+    for begin in range(0, len(pairs), _VERIFY_CHUNK):  # chunks small enough to stay in cache
         chunk = pairs[begin : begin + _VERIFY_CHUNK]
-        similar[begin : begin + len(chunk)] = similarity(sigs[chunk[:, 0]], sigs[chunk[:, 1]]) >= threshold
+        first, second = np.take(sigs, chunk[:, 0], axis=0), np.take(sigs, chunk[:, 1], axis=0)
+        similar[begin : begin + len(chunk)] = similarity(first, second) >= threshold
     flags = np.zeros(len(sigs), dtype=bool)
     for earlier, later in pairs[similar].tolist():  # sorted by the later record: earlier ones are final
         if not flags[earlier]:

@@ -168,9 +168,9 @@ def build_report(read: reader.ReadResult, result: CleanResult, digest: str) -> v
     )
 
 
-def _jsonl(objects: Iterable[dict[str, Any]]) -> bytes:
-    """Canonical JSON lines (UTF-8, keys in input order, no ASCII escaping)."""
-    return "".join(json.dumps(obj, ensure_ascii=False) + "\n" for obj in objects).encode("utf-8")
+def _jsonl(lines: Iterable[str]) -> bytes:
+    """JSON lines as UTF-8 (each line is ``json.dumps(obj, ensure_ascii=False)``)."""
+    return "".join(line + "\n" for line in lines).encode("utf-8")
 
 
 def run_prepare(
@@ -248,12 +248,13 @@ def _run_prepare(
         )
     for warning in result.warnings:
         log.warning("%s", warning)
-    train_bytes = _jsonl(record.to_chat(spec.cleaning.balance.field) for record in result.train)
-    validation_bytes = _jsonl(record.to_chat(spec.cleaning.balance.field) for record in result.validation)
+    label = spec.cleaning.balance.field
+    train_bytes = _jsonl(record.chat_json(label) for record in result.train)
+    validation_bytes = _jsonl(record.chat_json(label) for record in result.validation)
     digest = hashlib.sha256(train_bytes + validation_bytes).hexdigest()
     report = build_report(read, result, digest)
     with fsutil.atomic_dir(output_dir) as tmp:
-        (tmp / CLEANED_FILE).write_bytes(_jsonl(record.to_source() for record in result.kept))
+        (tmp / CLEANED_FILE).write_bytes(_jsonl(record.source_json() for record in result.kept))
         (tmp / "train.jsonl").write_bytes(train_bytes)
         (tmp / "validation.jsonl").write_bytes(validation_bytes)
         meta = _tokenize(tokenizer, result, training, tmp, pvc_root, progress) if tokenizer is not None else None

@@ -25,6 +25,7 @@ reader can report malformed lines by number and go on.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,6 +113,30 @@ class Record:
         if label is not None:
             out[label_field] = label
         return out
+
+    def source_json(self) -> str:
+        """``json.dumps(self.to_source(), ensure_ascii=False)``, built faster (one JSON line)."""
+        if self.format == v1alpha1.DatasetFormat.CHAT:
+            return _dumps(self.to_source())
+        texts = {str(segment.key): segment.text for segment in self.segments}
+        parts = [
+            f"{_quote(key)}: {_quote(texts[key]) if key in texts else _dumps(value)}"
+            for key, value in self.source.items()
+        ]
+        return "{" + ", ".join(parts) + "}"
+
+    def chat_json(self, label_field: str = "intent") -> str:
+        """``json.dumps(self.to_chat(label_field), ensure_ascii=False)``, built faster (one JSON line)."""
+        messages = ", ".join(f'{{"role": "{role}", "content": {_quote(text)}}}' for role, text in self.turns())
+        label = self.label(label_field)
+        tail = "" if label is None else f", {_quote(label_field)}: {_quote(label)}"
+        return f'{{"messages": [{messages}]{tail}}}'
+
+
+# JSON writing with the standard library's C string escaper: the prepare step writes every record
+# twice, and building a dict per record for json.dumps was a fifth of its run time.
+_quote = json.encoder.encode_basestring
+_dumps = json.JSONEncoder(ensure_ascii=False).encode
 
 
 #: Parsing result: a record, or the reason the object is not one.

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -111,3 +112,33 @@ def test_reasons_never_quote_the_content() -> None:
     parsed = records.parse_record({"context": 13812345678, "response": "b"}, FMT.TRIPLE)
     assert isinstance(parsed, str)
     assert "13812345678" not in parsed
+
+
+@pytest.mark.parametrize(
+    ("obj", "fmt"),
+    [
+        (
+            {
+                "context": 'a "quoted"\n\\ text',
+                "response": "好的\t\u2028",
+                "followup": None,
+                "intent": "i",
+                "n": [1, {"x": None}],
+            },
+            FMT.TRIPLE,
+        ),
+        (
+            {"id": 3, "messages": [{"role": "user", "content": "你好\x01"}, {"role": "assistant", "content": "</s>"}]},
+            FMT.CHAT,
+        ),
+        ({"instruction": "a", "output": "b", "intent": "x", "score": 7.5}, FMT.ALPACA),
+        ({"context": "😀", "response": "\ud83d", "intent": None}, FMT.TRIPLE),
+    ],
+)
+def test_fast_json_lines_equal_json_dumps(obj: dict[str, Any], fmt: FMT) -> None:
+    record = records.parse_record(obj, fmt)
+    assert isinstance(record, records.Record)
+    record.segments[0].text = 'redacted <CN_MOBILE> "x"'
+    assert record.source_json() == json.dumps(record.to_source(), ensure_ascii=False)
+    for label in ("intent", "n", "missing"):
+        assert record.chat_json(label) == json.dumps(record.to_chat(label), ensure_ascii=False)
