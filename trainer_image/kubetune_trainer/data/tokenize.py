@@ -141,13 +141,21 @@ def trained_turns(turns: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
     return [{"role": role, "content": text} for role, text in turns[: last + 1]]
 
 
-def _render(tokenizer: Any, messages: list[dict[str, str]], generation_prompt: bool = False) -> str:
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
-    return text if isinstance(text, str) else str(text[0])
+def _render_many(tokenizer: Any, conversations: list[list[dict[str, str]]], generation_prompt: bool) -> list[str]:
+    """Render several conversations in one call (the template's per-call overhead is paid once)."""
+    if not conversations:
+        return []
+    texts = tokenizer.apply_chat_template(conversations, tokenize=False, add_generation_prompt=generation_prompt)
+    return [text if isinstance(text, str) else str(text) for text in texts]
 
 
 def render(tokenizer: Any, turns: Sequence[tuple[str, str]]) -> Rendered:
-    """Render a conversation and find the character span of every assistant turn.
+    """Render one conversation and find the character span of every assistant turn (see :func:`render_many`)."""
+    return render_many(tokenizer, [turns])[0]
+
+
+def render_many(tokenizer: Any, conversations: Sequence[Sequence[tuple[str, str]]]) -> list[Rendered]:
+    """Render conversations and find the character span of every assistant turn.
 
     The span of assistant turn ``i`` starts where the template's generation prompt for
     ``messages[:i]`` ends and stops at the end of ``messages[:i + 1]`` rendered (trailing
@@ -156,42 +164,56 @@ def render(tokenizer: Any, turns: Sequence[tuple[str, str]]) -> Rendered:
 
     Args:
         tokenizer: a tokenizer with a chat template.
-        turns: ``(role, text)`` pairs.
+        conversations: each a list of ``(role, text)`` pairs.
 
     Returns:
-        The rendered text and the assistant spans.
+        The rendered texts and their assistant spans.
     """
-    messages = trained_turns(turns)
-    full = _render(tokenizer, messages)
-    spans: list[tuple[int, int]] = []
-    cursor = 0
-    for index, message in enumerate(messages):
-        if message["role"] != records.ASSISTANT:
-            continue
-        prompt = _render(tokenizer, messages[:index], generation_prompt=True) if index else ""
-        upto = full if index == len(messages) - 1 else _render(tokenizer, messages[: index + 1])
-        if full.startswith(upto) and upto.startswith(prompt):
-            start, end = len(prompt), len(upto.rstrip())
-        else:
-            start = full.find(message["content"], cursor)
-            if start < 0:
-                continue
-            end = start + len(message["content"])
-            eos = getattr(tokenizer, "eos_token", None)
-            if eos and full.startswith(eos, end):
-                end += len(eos)
-        if end > start:
-            spans.append((start, end))
-        cursor = max(cursor, end)
-    return Rendered(full, spans)
+    all_messages = [trained_turns(turns) for turns in conversations]
+    fulls = _render_many(tokenizer, all_messages, False)
+    # The prefixes every span needs: (conversation, assistant index), rendered in two batched calls.
+    wanted = [
+        (number, index)
+        for number, messages in enumerate(all_messages)
+        for index, message in enumerate(messages)
+        if message["role"] == records.ASSISTANT
+    ]
+    prompt_of = dict(
+        zip(
+            [key for key in wanted if key[1] > 0],
+            _render_many(tokenizer, [all_messages[n][:i] for n, i in wanted if i > 0], True),
+            strict=True,
+        )
+    )
+    partial = [(n, i) for n, i in wanted if i < len(all_messages[n]) - 1]
+    upto_of = dict(
+        zip(partial, _render_many(tokenizer, [all_messages[n][: i + 1] for n, i in partial], False), strict=True)
+    )
+    out = [Rendered(full, []) for full in fulls]
+    cursors = [0] * len(fulls)
+    for number, index in wanted:
+        full = fulls[number]
+        prompt, upto = prompt_of.get((number, index), ""), upto_of.get((number, index), full)
+        span = _span(tokenizer, full, prompt, upto, all_messages[number][index]["content"], cursors[number])
+        if span is not None:
+            out[number].spans.append(span)
+            cursors[number] = max(cursors[number], span[1])
+    return out
 
 
-def _labels_from_offsets(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> np.ndarray:
-    starts = np.fromiter((start for start, _ in offsets), dtype=np.int64, count=len(offsets))
-    inside = np.zeros(len(ids), dtype=bool)
-    for begin, end in spans:
-        inside |= (starts >= begin) & (starts < end)
-    return np.where(inside, np.asarray(ids, dtype=np.int32), np.int32(IGNORE_INDEX)).astype(np.int32)
+def _span(tokenizer: Any, full: str, prompt: str, upto: str, content: str, cursor: int) -> tuple[int, int] | None:
+    """The character span of one assistant turn in ``full``."""
+    if full.startswith(upto) and upto.startswith(prompt):
+        start, end = len(prompt), len(upto.rstrip())
+    else:
+        start = full.find(content, cursor)
+        if start < 0:
+            return None
+        end = start + len(content)
+        eos = getattr(tokenizer, "eos_token", None)
+        if eos and full.startswith(eos, end):
+            end += len(eos)
+    return (start, end) if end > start else None
 
 
 def _encode_by_pieces(tokenizer: Any, rendered: Rendered) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +283,7 @@ def encode_records(
     samples, stats = Samples(), SplitStats()
     with tqdm(total=len(items), desc=desc or "tokenize", unit="rec", file=sys.stderr, disable=not progress) as bar:
         for begin in range(0, len(items), _BATCH):
-            batch = [render(tokenizer, record.turns()) for record in items[begin : begin + _BATCH]]
+            batch = render_many(tokenizer, [record.turns() for record in items[begin : begin + _BATCH]])
             for ids, labels in _encode_batch(tokenizer, batch):
                 _add_sample(samples, stats, ids, labels, max_seq_length)
             bar.update(len(batch))
@@ -269,13 +291,32 @@ def encode_records(
 
 
 def _encode_batch(tokenizer: Any, batch: list[Rendered]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    if not getattr(tokenizer, "is_fast", False):
+    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    if backend is None:
         for rendered in batch:
             yield _encode_by_pieces(tokenizer, rendered)
         return
-    encoded = tokenizer([r.text for r in batch], add_special_tokens=False, return_offsets_mapping=True)
-    for rendered, ids, offsets in zip(batch, encoded["input_ids"], encoded["offset_mapping"], strict=True):
-        yield np.asarray(ids, dtype=np.int32), _labels_from_offsets(ids, offsets, rendered.spans)
+    # The Rust tokenizer directly: same ids as tokenizer(...), without building Python offset lists.
+    for rendered, encoding in zip(
+        batch, backend.encode_batch([r.text for r in batch], add_special_tokens=False), strict=True
+    ):
+        ids = np.asarray(encoding.ids, dtype=np.int32)
+        yield ids, _labels(ids, encoding, rendered)
+
+
+def _labels(ids: np.ndarray, encoding: Any, rendered: Rendered) -> np.ndarray:
+    """Token ids inside the assistant spans, -100 elsewhere (spans mapped to tokens by the encoding)."""
+    labels = np.full(len(ids), IGNORE_INDEX, dtype=np.int32)
+    for begin, end in rendered.spans:
+        first = encoding.char_to_token(begin)
+        after = len(ids) if end >= len(rendered.text) else encoding.char_to_token(end)
+        if first is None or after is None:  # a character without a token (normalised away): use offsets
+            starts = np.array([start for start, _ in encoding.offsets], dtype=np.int64)
+            inside = (starts >= begin) & (starts < end)
+            labels[inside] = ids[inside]
+        else:
+            labels[first:after] = ids[first:after]
+    return labels
 
 
 def _add_sample(samples: Samples, stats: SplitStats, ids: np.ndarray, labels: np.ndarray, max_len: int) -> None:
