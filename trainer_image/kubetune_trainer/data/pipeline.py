@@ -83,6 +83,9 @@ class CleanResult:
 def redact_records(items: Sequence[records.Record], spec: v1alpha1.PIIRedactionSpec) -> Counter[str]:
     """Redact every text of every record in place.
 
+    Besides the dialogue texts, the strings in a record's other fields (an ``id``, a ``customer``
+    object...) are redacted too, since ``cleaned.jsonl`` writes them back.
+
     Returns:
         Redactions per entity.
     """
@@ -92,7 +95,22 @@ def redact_records(items: Sequence[records.Record], spec: v1alpha1.PIIRedactionS
     for record in items:
         for segment in record.segments:
             segment.text = redactor.redact(segment.text)
+        texts = {segment.key for segment in record.segments} | {"messages"}
+        for key, value in record.source.items():
+            if key not in texts:
+                record.source[key] = _redact_value(value, redactor)
     return redactor.counts
+
+
+def _redact_value(value: Any, redactor: pii.Redactor) -> Any:
+    """Redact every string inside a JSON value."""
+    if isinstance(value, str):
+        return redactor.redact(value)
+    if isinstance(value, list):
+        return [_redact_value(item, redactor) for item in value]
+    if isinstance(value, dict):
+        return {key: _redact_value(item, redactor) for key, item in value.items()}
+    return value
 
 
 def clean(
@@ -259,7 +277,8 @@ def _run_prepare(
         (tmp / "validation.jsonl").write_bytes(validation_bytes)
         meta = _tokenize(tokenizer, result, training, tmp, pvc_root, progress) if tokenizer is not None else None
         (tmp / REPORT_FILE).write_text(json.dumps(report.to_k8s(), indent=2, ensure_ascii=False), encoding="utf-8")
-        details = _details(read, result, spec, training, meta, time.perf_counter() - started)
+        where = "(records)" if isinstance(source, reader.ReadResult) else str(source)
+        details = _details(where, read, result, spec, training, meta, time.perf_counter() - started)
         (tmp / DETAILS_FILE).write_text(json.dumps(details, indent=2, ensure_ascii=False), encoding="utf-8")
     log.info(
         "prepared %d of %d records (%d train, %d validation) into %s",
@@ -317,6 +336,7 @@ def _tokenize(
 
 
 def _details(
+    source: str,
     read: reader.ReadResult,
     result: CleanResult,
     spec: v1alpha1.DatasetSpec,
@@ -327,6 +347,7 @@ def _details(
     """``prepare.json``: what the report has no field for."""
     return {
         "malformedLines": [{"line": error.line, "reason": error.reason} for error in read.errors],
+        "source": source,
         "dataset": spec.model_dump(mode="json", by_alias=True, exclude={"uri"}),
         "seed": training.seed,
         "tokenized": None if meta is None else {k: v for k, v in meta.items() if k != "chatTemplate"},

@@ -154,3 +154,21 @@ def test_gc_is_restored(tmp_path: Path) -> None:
     assert gc.isenabled()
     pipeline.run_prepare(str(source), SPEC, tmp_path / "out", progress=False)
     assert gc.isenabled()
+
+
+def test_extra_string_fields_are_redacted_too(tmp_path: Path) -> None:
+    item = {
+        "context": "我的订单到哪了？",
+        "response": "您的订单已发货，预计三天内送达。",
+        "intent": "order_status",
+        "customer": "13812345678",
+        "meta": {"phones": ["13812345678", 5], "note": None},
+    }
+    source = synthetic.write_jsonl([item], tmp_path / "in.jsonl")
+    report = pipeline.run_prepare(str(source), SPEC, tmp_path / "out", progress=False)
+    cleaned = json.loads((tmp_path / "out" / "cleaned.jsonl").read_text(encoding="utf-8"))
+    assert cleaned["customer"] == "<CN_MOBILE>"
+    assert cleaned["meta"] == {"phones": ["<CN_MOBILE>", 5], "note": None}
+    assert report.redactions == {"cnMobile": 2}
+    details = json.loads((tmp_path / "out" / "prepare.json").read_text())
+    assert details["source"] == str(source)
