@@ -257,6 +257,8 @@ def _run_prepare(
     read = source if isinstance(source, reader.ReadResult) else _read(str(source), spec, pvc_root, progress)
     for error in read.error_summary():
         log.warning("malformed: %s", error)
+    # Load the models first: a wrong path should fail before minutes of cleaning, not after.
+    loaded_tokenizer = _load_tokenizer(tokenizer, pvc_root)
     classifier = _load_classifier(spec.cleaning.quality_filter, classifier_dir, pvc_root)
     _stage("clean", progress)
     result = clean(read.records, spec, seed=training.seed, classifier=classifier)
@@ -267,19 +269,23 @@ def _run_prepare(
     for warning in result.warnings:
         log.warning("%s", warning)
     label = spec.cleaning.balance.field
-    train_bytes = _jsonl(record.chat_json(label) for record in result.train)
-    validation_bytes = _jsonl(record.chat_json(label) for record in result.validation)
-    digest = hashlib.sha256(train_bytes + validation_bytes).hexdigest()
-    report = build_report(read, result, digest)
+    splits = {
+        "train": _jsonl(record.chat_json(label) for record in result.train),
+        "validation": _jsonl(record.chat_json(label) for record in result.validation),
+    }
+    report = build_report(read, result, hashlib.sha256(splits["train"] + splits["validation"]).hexdigest())
     with fsutil.atomic_dir(output_dir) as tmp:
         (tmp / CLEANED_FILE).write_bytes(_jsonl(record.source_json() for record in result.kept))
-        (tmp / "train.jsonl").write_bytes(train_bytes)
-        (tmp / "validation.jsonl").write_bytes(validation_bytes)
-        meta = _tokenize(tokenizer, result, training, tmp, pvc_root, progress) if tokenizer is not None else None
-        (tmp / REPORT_FILE).write_text(json.dumps(report.to_k8s(), indent=2, ensure_ascii=False), encoding="utf-8")
+        for name, data in splits.items():
+            (tmp / f"{name}.jsonl").write_bytes(data)
+        meta = None
+        if loaded_tokenizer is not None:
+            meta = _tokenize(loaded_tokenizer, str(tokenizer), result, training, tmp, progress)
+        _write_json(tmp / REPORT_FILE, report.to_k8s())
         where = "(records)" if isinstance(source, reader.ReadResult) else str(source)
-        details = _details(where, read, result, spec, training, meta, time.perf_counter() - started)
-        (tmp / DETAILS_FILE).write_text(json.dumps(details, indent=2, ensure_ascii=False), encoding="utf-8")
+        _write_json(
+            tmp / DETAILS_FILE, _details(where, read, result, spec, training, meta, time.perf_counter() - started)
+        )
     log.info(
         "prepared %d of %d records (%d train, %d validation) into %s",
         len(result.kept),
@@ -289,6 +295,19 @@ def _run_prepare(
         output_dir,
     )
     return report
+
+
+def _write_json(path: Path, content: dict[str, Any]) -> None:
+    path.write_text(json.dumps(content, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def _load_tokenizer(tokenizer: str | Path | Any | None, pvc_root: str) -> Any:
+    """The tokenizer object: loaded from a location, or as given."""
+    if tokenizer is None or not isinstance(tokenizer, str | Path):
+        return tokenizer
+    from kubetune_trainer.data import tokenize
+
+    return tokenize.load_tokenizer(str(tokenizer), pvc_root)
 
 
 def _read(uri: str, spec: v1alpha1.DatasetSpec, pvc_root: str, progress: bool) -> reader.ReadResult:
@@ -318,20 +337,19 @@ def _load_classifier(
 
 
 def _tokenize(
-    tokenizer: str | Any,
+    tokenizer: Any,
+    location: str,
     result: CleanResult,
     training: v1alpha1.TrainingSpec,
     out: Path,
-    pvc_root: str,
     progress: bool,
 ) -> dict[str, Any]:
     from kubetune_trainer.data import tokenize
 
-    name = str(tokenizer) if isinstance(tokenizer, str | Path) else getattr(tokenizer, "name_or_path", "")
-    loaded = tokenize.load_tokenizer(str(tokenizer), pvc_root) if isinstance(tokenizer, str | Path) else tokenizer
+    name = getattr(tokenizer, "name_or_path", "") or location
     splits = {"train": result.train, "validation": result.validation}
     return tokenize.tokenize_splits(
-        loaded, splits, training, out / tokenize.TOKENIZED_DIR, tokenizer_name=name, progress=progress
+        tokenizer, splits, training, out / tokenize.TOKENIZED_DIR, tokenizer_name=name, progress=progress
     )
 
 
