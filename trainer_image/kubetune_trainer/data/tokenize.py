@@ -14,8 +14,8 @@ tokens by best-fit decreasing (longest sample first, into the fullest sequence t
 room), which fills sequences almost completely without splitting any sample. Attention does not
 cross samples: every sequence carries ``position_ids`` that restart at 0 for each sample, and
 the collator in :mod:`kubetune_trainer.data.packed` passes them without an ``attention_mask``;
-transformers (>= 4.5x, including 5.x) then builds a block-diagonal causal mask from the position
-restarts (``masking_utils.find_packed_sequence_indices``, for eager/SDPA/flex attention) or uses
+transformers (5.x) then builds a block-diagonal causal mask from the position restarts
+(``masking_utils.find_packed_sequence_indices``, for eager/SDPA/flex attention) or uses
 variable-length kernels (flash-attention 2). This requires ``use_cache=False`` in training (the
 default with gradient checkpointing); with a KV cache transformers ignores the restarts. Labels
 never cross samples either: the first token of a sample is never an assistant token.
@@ -193,7 +193,7 @@ def render_many(tokenizer: Any, conversations: Sequence[Sequence[tuple[str, str]
     cursors = [0] * len(fulls)
     for number, index in wanted:
         full = fulls[number]
-        prompt, upto = prompt_of.get((number, index), ""), upto_of.get((number, index), full)
+        prompt, upto = prompt_of.get((number, index)), upto_of.get((number, index), full)
         span = _span(tokenizer, full, prompt, upto, all_messages[number][index]["content"], cursors[number])
         if span is not None:
             out[number].spans.append(span)
@@ -201,9 +201,11 @@ def render_many(tokenizer: Any, conversations: Sequence[Sequence[tuple[str, str]
     return out
 
 
-def _span(tokenizer: Any, full: str, prompt: str, upto: str, content: str, cursor: int) -> tuple[int, int] | None:
-    """The character span of one assistant turn in ``full``."""
-    if full.startswith(upto) and upto.startswith(prompt):
+def _span(
+    tokenizer: Any, full: str, prompt: str | None, upto: str, content: str, cursor: int
+) -> tuple[int, int] | None:
+    """The character span of one assistant turn in ``full`` (``prompt`` is None for a first turn)."""
+    if prompt is not None and full.startswith(upto) and upto.startswith(prompt):
         start, end = len(prompt), len(upto.rstrip())
     else:
         start = full.find(content, cursor)

@@ -253,3 +253,10 @@ def test_pvc_tokenizer_and_fallback_chat_template(tokenizer: Any, tmp_path: Path
     (tmp_path / "claim" / "base" / "chat_template.jinja").unlink(missing_ok=True)
     loaded = tokenize.load_tokenizer("pvc://claim/base", pvc_root=str(tmp_path))
     assert loaded.chat_template == tokenize.FALLBACK_CHAT_TEMPLATE
+
+
+def test_a_chat_opening_with_the_assistant_does_not_train_on_its_header(tokenizer: Any) -> None:
+    samples, _ = encode(tokenizer, [chat(("assistant", "Welcome!"), ("user", "Hi"), ("assistant", "How can I help?"))])
+    assert trained_text(tokenizer, samples.input_ids[0], samples.labels[0]) == (
+        "Welcome!<|im_end|>How can I help?<|im_end|>"
+    )
