@@ -33,15 +33,18 @@ def group_key(record: records.Record, field_name: str) -> str:
 
 def distribution(items: Sequence[records.Record], field_name: str) -> dict[str, int]:
     """Records per value of the field, most frequent first (ties by name)."""
-    counts = Counter(group_key(record, field_name) for record in items)
+    return _sorted_counts(Counter(group_key(record, field_name) for record in items))
+
+
+def _sorted_counts(counts: Counter[str]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
-def _groups(items: Sequence[records.Record], field_name: str) -> dict[str, list[int]]:
+def _groups(keys: Sequence[str]) -> dict[str, list[int]]:
     """Indices of the records of each stratum, in input order."""
     groups: dict[str, list[int]] = defaultdict(list)
-    for index, record in enumerate(items):
-        groups[group_key(record, field_name)].append(index)
+    for index, key in enumerate(keys):
+        groups[key].append(index)
     return groups
 
 
@@ -75,19 +78,21 @@ def balance(items: Sequence[records.Record], spec: v1alpha1.BalanceSpec, seed: i
     Returns:
         The kept records and the distributions before and after.
     """
-    before = distribution(items, spec.field)
+    keys = [group_key(record, spec.field) for record in items]
+    before = _sorted_counts(Counter(keys))
     if not spec.enabled:
         return BalanceResult(list(items), before, before)
     rng = random.Random(seed)
     keep: list[int] = []
-    groups = _groups(items, spec.field)
+    groups = _groups(keys)
     for name in sorted(groups):
         indices = groups[name]
         if spec.max_per_intent is not None and len(indices) > spec.max_per_intent:
             indices = rng.sample(indices, spec.max_per_intent)
         keep.extend(indices)
-    kept = [items[index] for index in sorted(keep)]
-    after = distribution(kept, spec.field)
+    keep.sort()
+    kept = [items[index] for index in keep]
+    after = _sorted_counts(Counter(keys[index] for index in keep))
     warnings = [
         f"{spec.field} {name!r} has {count} records, below minPerIntent {spec.min_per_intent}"
         for name, count in after.items()
@@ -126,7 +131,7 @@ def stratified_split(
     Returns:
         ``(train, validation)``, each in input order.
     """
-    groups = _groups(items, field_name)
+    groups = _groups([group_key(record, field_name) for record in items])
     quotas = _quotas(groups, fraction, len(items))
     rng = random.Random(seed)
     held_out: set[int] = set()

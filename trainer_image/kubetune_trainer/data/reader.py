@@ -10,6 +10,7 @@ usable record at all, an empty file or a missing file stops the step with a
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
@@ -25,6 +26,7 @@ from kubetune_trainer.data import records
 
 #: How many malformed lines are listed one by one; the rest are only counted.
 MAX_LISTED_ERRORS = 20
+_BLOCK = 8 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,20 +197,28 @@ def check_usable(result: ReadResult, location: str, fmt: v1alpha1.DatasetFormat)
 
 
 def _progress_lines(handle: IO[bytes], size: int | None, enabled: bool) -> Iterator[bytes]:
-    """Yield the lines of a binary file, updating a byte-count progress bar."""
+    """The lines of a binary file (without their newline), with a byte-count progress bar.
+
+    The file is read in blocks of 8 MiB and split in C; iterating over the lists of lines with
+    ``chain`` avoids a Python generator step per line.
+    """
+    return itertools.chain.from_iterable(_blocks_of_lines(handle, size, enabled))
+
+
+def _blocks_of_lines(handle: IO[bytes], size: int | None, enabled: bool) -> Iterator[list[bytes]]:
     from tqdm import tqdm
 
     with tqdm(
         total=size, unit="B", unit_scale=True, desc="read", file=sys.stderr, disable=not enabled, mininterval=1.0
     ) as bar:
-        pending = 0
-        for line in handle:
-            pending += len(line)
-            if pending >= 1 << 20:
-                bar.update(pending)
-                pending = 0
-            yield line
-        bar.update(pending)
+        tail = b""
+        while block := handle.read(_BLOCK):
+            lines = (tail + block).split(b"\n")
+            tail = lines.pop()
+            bar.update(len(block))
+            yield lines
+        if tail:
+            yield [tail]
 
 
 def _decode(raw: bytes | str) -> str | None:

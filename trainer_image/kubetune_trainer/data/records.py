@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from kubetune.api import v1alpha1
 
@@ -139,6 +139,8 @@ _quote = json.encoder.encode_basestring
 _dumps = json.JSONEncoder(ensure_ascii=False).encode
 
 
+_TRIPLE = v1alpha1.DatasetFormat.TRIPLE
+
 #: Parsing result: a record, or the reason the object is not one.
 ParseResult = Record | str
 
@@ -161,13 +163,21 @@ def parse_record(obj: object, fmt: v1alpha1.DatasetFormat, line: int = 0) -> Par
 
 
 def _parse_triple(obj: dict[str, Any], line: int) -> ParseResult:
-    problem = _check_text_fields(obj, required=("context", "response"), optional=("followup", "intent"))
-    if problem:
-        return problem
-    segments = [Segment("context", USER, obj["context"]), Segment("response", ASSISTANT, obj["response"])]
-    if obj.get("followup") is not None:
-        segments.append(Segment("followup", USER, obj["followup"]))
-    return Record(line, v1alpha1.DatasetFormat.TRIPLE, segments, obj)
+    context, response, followup, intent = (
+        obj.get("context"),
+        obj.get("response"),
+        obj.get("followup"),
+        obj.get("intent"),
+    )
+    valid = type(context) is str and type(response) is str  # the common case, checked first: millions of lines
+    if not (valid and (followup is None or type(followup) is str) and (intent is None or type(intent) is str)):
+        problem = _check_text_fields(obj, required=("context", "response"), optional=("followup", "intent"))
+        if problem:
+            return problem
+    segments = [Segment("context", USER, cast(str, context)), Segment("response", ASSISTANT, cast(str, response))]
+    if followup is not None:
+        segments.append(Segment("followup", USER, followup))
+    return Record(line, _TRIPLE, segments, obj)
 
 
 def _parse_alpaca(obj: dict[str, Any], line: int) -> ParseResult:

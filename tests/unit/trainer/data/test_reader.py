@@ -152,3 +152,13 @@ def test_resolve_location() -> None:
     assert reader.resolve_location("file:///tmp/x.jsonl") == "/tmp/x.jsonl"
     assert reader.resolve_location("s3://bucket/key.jsonl") == "s3://bucket/key.jsonl"
     assert reader.resolve_location("relative/x.jsonl") == "relative/x.jsonl"
+
+
+@pytest.mark.parametrize("block", [1, 7, 64, 1 << 20])
+def test_lines_split_across_read_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int) -> None:
+    monkeypatch.setattr(reader, "_BLOCK", block)
+    path = tmp_path / "d.jsonl"
+    path.write_bytes((GOOD + "\r\n\n" + "{oops\n" + GOOD).encode())  # CRLF, a blank line, no final newline
+    result = read(path)
+    assert [record.line for record in result.records] == [1, 4]
+    assert [error.line for error in result.errors] == [3]
