@@ -47,22 +47,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--validation-split",
         type=float,
+        metavar="FRACTION",
         default=v1alpha1.DatasetSpec.model_fields["validation_split"].default,
         help="fraction held out (with --input; default: %(default)s)",
     )
     parser.add_argument(
         "--max-seq-length",
         type=int,
+        metavar="N",
         default=v1alpha1.TrainingSpec().max_seq_length,
         help="tokens per sequence (with --input; default: %(default)s)",
     )
     parser.add_argument("--no-packing", action="store_true", help="one sample per sequence (with --input)")
     parser.add_argument(
-        "--seed", type=int, default=v1alpha1.TrainingSpec().seed, help="sampling seed (default: %(default)s)"
+        "--seed",
+        type=int,
+        metavar="N",
+        default=v1alpha1.TrainingSpec().seed,
+        help="sampling seed (with --input; default: %(default)s)",
     )
     parser.add_argument("--classifier", metavar="DIR", help="local quality classifier (overrides classifierUri)")
     parser.add_argument(
-        "--pvc-root", default=v1alpha1.PVC_MOUNT_ROOT, help="where pvc:// claims are mounted (default: %(default)s)"
+        "--pvc-root",
+        metavar="DIR",
+        default=v1alpha1.PVC_MOUNT_ROOT,
+        help="where pvc:// claims are mounted (default: %(default)s)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
