@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import statistics
 import subprocess
 import sys
@@ -75,6 +76,23 @@ def cpu_delta(before: dict[str, float]) -> dict[str, float]:
     return {name: round(after[name] - before[name], 1) for name in before if name in after}
 
 
+#: APF flow schema of the controllers in kube-controller-manager (per-controller service accounts).
+CONTROLLERS_FLOW = "kube-system-service-accounts"
+
+
+async def controller_requests(api: kube_client.Client) -> float:
+    """Requests the API server dispatched for kube-controller-manager's controllers so far."""
+    text = await api.request("GET", "/metrics")
+    total = 0.0
+    for line in str(text).splitlines():
+        if (
+            line.startswith("apiserver_flowcontrol_dispatched_requests_total{")
+            and f'flow_schema="{CONTROLLERS_FLOW}"' in line
+        ):
+            total += float(line.rpartition(" ")[2])
+    return total
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     cpu = "unknown"
@@ -99,22 +117,30 @@ async def create_all(api: kube_client.Client, resource: kube_client.Resource, ma
     await asyncio.gather(*(one(m) for m in manifests))
 
 
-async def namespace(api: kube_client.Client, name: str) -> None:
-    try:
-        await api.create(kube_client.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    except errors.AlreadyExists:
-        raise SystemExit(f"namespace {name} exists; delete it first") from None
+async def namespace(api: kube_client.Client, prefix: str) -> str:
+    """Create a fresh namespace ``<prefix>-<random>`` and wait until pods can be created in it."""
+    name = f"{prefix}-{secrets.token_hex(3)}"
+    await api.create(kube_client.NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     while True:  # pods need the namespace's default ServiceAccount
         try:
             await api.get(kube_client.SERVICEACCOUNTS, "default", name)
-            return
+            return name
         except errors.NotFound:
             await asyncio.sleep(0.2)
 
 
-async def delete_namespace(api: kube_client.Client, name: str) -> None:
+async def delete_namespace(api: kube_client.Client, name: str, timeout: float = 600) -> None:
+    """Delete a namespace and wait until it is gone, so its cleanup does not overlap the next run."""
     with contextlib.suppress(errors.NotFound):
         await api.delete(kube_client.NAMESPACES, name)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            await api.get(kube_client.NAMESPACES, name)
+        except errors.NotFound:
+            return
+        await asyncio.sleep(2)
+    print(f"warning: namespace {name} still exists after {timeout}s", flush=True)
 
 
 def plain_job(name: str, ns: str) -> dict[str, Any]:
@@ -175,11 +201,11 @@ async def wait_until(check: Any, timeout: float, interval: float = 2.0) -> float
 
 
 async def baseline(api: kube_client.Client, n: int, timeout: float) -> dict[str, Any]:
-    ns = f"bench-jobs-{n}"
-    await namespace(api, ns)
+    ns = await namespace(api, f"bench-jobs-{n}")
     try:
         manifests = [plain_job(f"job-{i}", ns) for i in range(n)]
         cpu_before = control_plane_cpu()
+        kcm_before = await controller_requests(api)
         started = datetime.now(UTC)
         await create_all(api, kube_client.JOBS, manifests)
         pods: list[dict[str, Any]] = []
@@ -192,7 +218,9 @@ async def baseline(api: kube_client.Client, n: int, timeout: float) -> dict[str,
 
         await wait_until(pods_exist, timeout)
         last = max(_time(p["metadata"]["creationTimestamp"]) or started for p in pods)
-        return {"seconds": _elapsed(started, last), "cpu": cpu_delta(cpu_before)}
+        seconds = _elapsed(started, last)
+        kcm = await controller_requests(api) - kcm_before
+        return {"seconds": seconds, "cpu": cpu_delta(cpu_before), "kcm_requests_per_second": kcm / seconds}
     finally:
         await delete_namespace(api, ns)
 
@@ -254,13 +282,13 @@ def _time(value: str | None) -> datetime | None:
 
 
 async def operator_run(api: kube_client.Client, n: int, timeout: float, workers: int, log: Path) -> dict[str, Any]:
-    ns = f"bench-ftj-{n}"
-    await namespace(api, ns)
+    ns = await namespace(api, f"bench-ftj-{n}")
     operator = Operator(ns, log, 18900 + n % 100, workers)
     try:
         manifests = [finetunejob(f"ftj-{i}", ns) for i in range(n)]
         cpu_before = control_plane_cpu()
         operator_cpu_before = cpu_seconds(operator.process.pid)
+        kcm_before = await controller_requests(api)
         started = datetime.now(UTC)
         await create_all(api, kube_client.FINETUNEJOBS, manifests)
         created = (datetime.now(UTC) - started).total_seconds()
@@ -273,6 +301,7 @@ async def operator_run(api: kube_client.Client, n: int, timeout: float, workers:
             return len(owners) >= n and with_status >= n, f"{len(owners)}/{n} train Jobs, {with_status}/{n} statuses"
 
         await wait_until(trained, timeout)
+        kcm = await controller_requests(api) - kcm_before
         requests = operator.requests()
         rss = operator.peak_rss_mib()
         cpu = {**cpu_delta(cpu_before), "operator": round(cpu_seconds(operator.process.pid) - operator_cpu_before, 1)}
@@ -280,8 +309,10 @@ async def operator_run(api: kube_client.Client, n: int, timeout: float, workers:
         trains = [j for j in jobs if j["metadata"]["labels"].get("app.kubernetes.io/component") == "train"]
         last = max(_time(j["metadata"]["creationTimestamp"]) or started for j in trains)
         lags = _operator_lags(jobs)
+        seconds = _elapsed(started, last)
         return {
-            "seconds": _elapsed(started, last),
+            "seconds": seconds,
+            "kcm_requests_per_second": kcm / seconds,
             "cpu": cpu,
             "create_seconds": created,
             "peak_rss_mib": rss,
@@ -297,14 +328,23 @@ async def operator_run(api: kube_client.Client, n: int, timeout: float, workers:
 
 
 def _operator_lags(jobs: list[dict[str, Any]]) -> list[float]:
-    """Seconds from each prepare Job's completion to the creation of its train Job (1 s resolution)."""
+    """Seconds from each prepare Job's success to the creation of its train Job (1 s resolution).
+
+    Success is the first of ``SuccessCriteriaMet`` and ``Complete``, which is what the operator
+    reacts to; ``status.completionTime`` can be later under load.
+    """
     completed: dict[str, datetime] = {}
     train_created: dict[str, datetime] = {}
     for job in jobs:
         labels = job["metadata"]["labels"]
         owner = labels.get("kubetune.dev/finetunejob", "")
         if labels.get("app.kubernetes.io/component") == "prepare":
-            done = _time((job.get("status") or {}).get("completionTime"))
+            times = [
+                _time(c.get("lastTransitionTime"))
+                for c in (job.get("status") or {}).get("conditions") or []
+                if c.get("type") in ("SuccessCriteriaMet", "Complete") and c.get("status") == "True"
+            ]
+            done = min((t for t in times if t), default=None)
             if done:
                 completed[owner] = done
         elif labels.get("app.kubernetes.io/component") == "train":
@@ -328,6 +368,7 @@ async def main(args: argparse.Namespace) -> list[dict[str, Any]]:
                 "n": n,
                 "baseline_seconds": base["seconds"],
                 "baseline_cpu": base["cpu"],
+                "baseline_kcm_requests_per_second": base["kcm_requests_per_second"],
                 **ours,
                 "ratio": ours["seconds"] / base["seconds"],
             }
@@ -343,14 +384,18 @@ def markdown(results: list[dict[str, Any]], info: dict[str, Any]) -> str:
         "local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler v1.34.4, kwok).",
         "",
         "| N | plain Jobs -> pods (KCM) | FineTuneJobs -> train Job + status | ratio | operator peak RSS | "
-        "API writes / job | reads / job | prepare done -> train Job (p50 / max) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "API writes / job | reads / job | prepare done -> train Job (p50 / max) | KCM requests/s (plain / ours) | "
+        "KCM requests / job (plain / ours) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['n']} | {r['baseline_seconds']:.1f} s | {r['seconds']:.1f} s | {r['ratio']:.2f} | "
             f"{r['peak_rss_mib']:.0f} MiB | {r['writes_per_job']:.1f} | {r['reads_per_job']:.1f} | "
-            f"{r['lag_p50_seconds']:.0f} s / {r['lag_max_seconds']:.0f} s |"
+            f"{r['lag_p50_seconds']:.0f} s / {r['lag_max_seconds']:.0f} s | "
+            f"{r['baseline_kcm_requests_per_second']:.0f} / {r['kcm_requests_per_second']:.0f} | "
+            f"{r['baseline_kcm_requests_per_second'] * r['baseline_seconds'] / r['n']:.1f} / "
+            f"{r['kcm_requests_per_second'] * r['seconds'] / r['n']:.1f} |"
         )
     lines += ["", "CPU seconds used during each measurement (2 shared cores):", ""]
     lines += [
@@ -372,7 +417,12 @@ if __name__ == "__main__":
     parser.add_argument("--settle", type=float, default=10.0, help="pause between runs (namespace cleanup)")
     parser.add_argument("--log-dir", default="/tmp", help="where the operator logs go")
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
+    parser.add_argument("--from-json", type=Path, help="print the tables of a saved --output file; measure nothing")
     options = parser.parse_args()
+    if options.from_json:
+        saved = json.loads(options.from_json.read_text())
+        print(markdown(saved["results"], saved["machine"]))
+        raise SystemExit(0)
     info = machine()
     measured = asyncio.run(main(options))
     if options.output:

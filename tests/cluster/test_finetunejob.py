@@ -391,3 +391,13 @@ def test_invalid_pod_override_annotation_fails_the_job(operator: OperatorProcess
     failed = ftjs.condition("typo", "Failed")
     assert failed["reason"] == "InvalidSpec" and "kubetune.dev/train-pod-labels" in failed["message"]
     assert ftjs.jobs("typo") == []
+
+
+def test_spec_the_api_server_rejects_fails_the_job(operator: OperatorProcess, ftjs: FineTuneJobs) -> None:
+    ftjs.create("bad-cpu", {"resources": {"cpu": "eight"}})
+    ftjs.wait_phase("bad-cpu", "Failed")
+    failed = ftjs.condition("bad-cpu", "Failed")
+    assert failed["reason"] == "InvalidSpec"
+    assert failed["message"].startswith("the API server rejected Job bad-cpu-train-1: ")
+    assert "quantities must match" in failed["message"]
+    assert ("Warning", "InvalidSpec") in ftjs.events("bad-cpu")

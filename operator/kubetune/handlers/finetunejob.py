@@ -66,6 +66,10 @@ class ChildPending(Exception):  # noqa: N818 - a state, not an error
         self.conflict = conflict
 
 
+class ChildRejected(Exception):  # noqa: N818 - a verdict, like the API's
+    """The API server refused a child as malformed or invalid; only a spec change can help."""
+
+
 def _format_validation(err: Exception) -> str:
     if isinstance(err, pydantic.ValidationError):
         return "; ".join(
@@ -105,6 +109,8 @@ class FineTuneJobController:
     written: dict[Key, str] = dataclasses.field(default_factory=dict)
     #: (state, deleting) of each child Job as last seen in a watch event, by (namespace, Job name).
     job_states: dict[Key, tuple[str, bool]] = dataclasses.field(default_factory=dict)
+    #: The last reconcile error reported as an Event, per FineTuneJob (one Event per distinct error).
+    reported_errors: dict[Key, str] = dataclasses.field(default_factory=dict)
 
     def finetunejob_changed(self, key: Key, resource_version: str | None, deleted: bool) -> bool:
         """Record a FineTuneJob watch event; return whether it needs a reconcile.
@@ -149,14 +155,31 @@ class FineTuneJobController:
         try:
             requeue = await self._reconcile(*key)
             result = "success"
+            self.reported_errors.pop(key, None)
             return requeue
         except ChildPending as pending:
             result = "pending"
             log.info("%s/%s: %s", *key, pending)
             return pending.retry_after
+        except errors.ApiError as err:
+            await self._report_error(key, err)
+            raise  # retried with the work queue's back-off
         finally:
             metrics.RECONCILE_DURATION.labels("FineTuneJob", result).observe(time.perf_counter() - started)
             metrics.WORKQUEUE_DEPTH.labels("FineTuneJob").set(len(self.queue))
+
+    async def _report_error(self, key: Key, err: errors.ApiError) -> None:
+        """Post a Warning Event about a failing reconcile, once per distinct error."""
+        message = f"reconciling failed, retrying with back-off: {err}"
+        if self.reported_errors.get(key) == message:
+            return
+        self.reported_errors[key] = message
+        involved = {
+            "apiVersion": v1alpha1.API_VERSION,
+            "kind": "FineTuneJob",
+            "metadata": {"name": key[1], "namespace": key[0]},
+        }
+        await events.post(self.api, involved, "Warning", reasons.RECONCILE_ERROR, message)
 
     async def _reconcile(self, namespace: str, name: str) -> float | None:
         try:
@@ -197,6 +220,14 @@ class FineTuneJobController:
             if pending.conflict:
                 await events.post(self.api, body, "Warning", reasons.CHILD_CONFLICT, str(pending))
             raise
+        except ChildRejected as err:
+            # The API server rejects what the spec asks for (e.g. a malformed resource quantity):
+            # retrying cannot help until the user changes the spec.
+            rejected = lifecycle.invalid_spec(current, generation, str(err), now)
+            await self._write(body, rejected)
+            if not rejected.events:  # already finished (a spec.deploy edit): still say so
+                await events.post(self.api, body, "Warning", reasons.INVALID_SPEC, str(err))
+            return None
         await self._write(body, decision)
         return decision.requeue_after
 
@@ -291,6 +322,7 @@ class FineTuneJobController:
 
         Raises:
             ChildPending: an object of that name is being deleted, or belongs to another owner.
+            ChildRejected: the API server refused the manifest (400/422).
         """
         resource = kube_client.resource_of(manifest)
         meta = manifest["metadata"]
@@ -300,6 +332,8 @@ class FineTuneJobController:
             return
         except errors.AlreadyExists:
             pass
+        except errors.REJECTED as err:
+            raise ChildRejected(f"the API server rejected {resource.kind} {meta['name']}: {err.message}") from err
         existing = await self.api.get(resource, meta["name"], meta["namespace"])
         owner_uid = meta["ownerReferences"][0]["uid"]
         if existing.get("metadata", {}).get("deletionTimestamp"):
@@ -324,16 +358,23 @@ class FineTuneJobController:
         manifest = render_deploy.model_deployment(ctx)
         if manifest is None:
             return
+        try:
+            await self._server_side_apply(manifest, ctx.namespace)
+        except errors.REJECTED as err:
+            name = manifest["metadata"]["name"]
+            raise ChildRejected(f"the API server rejected ModelDeployment {name}: {err.message}") from err
+        log.info("applied ModelDeployment %s/%s", ctx.namespace, manifest["metadata"]["name"])
+
+    async def _server_side_apply(self, manifest: dict[str, Any], namespace: str) -> None:
         await self.api.patch(
             kube_client.MODELDEPLOYMENTS,
             manifest["metadata"]["name"],
             manifest,
-            ctx.namespace,
+            namespace,
             patch_type="apply",
             field_manager=FIELD_MANAGER,
             force=True,
         )
-        log.info("applied ModelDeployment %s/%s", ctx.namespace, manifest["metadata"]["name"])
 
     async def _write(self, body: Mapping[str, Any], decision: lifecycle.Decision) -> None:
         """Write the status (only changed operator fields), then post the decision's events."""

@@ -31,6 +31,10 @@ class ApiError(RuntimeError):
         self.path = path
 
 
+class BadRequest(ApiError):  # noqa: N818
+    """400: the object could not even be decoded (e.g. a malformed resource quantity)."""
+
+
 class NotFound(ApiError):  # noqa: N818 - named after the Kubernetes reason
     """404: the object (or its namespace, or the resource type) does not exist."""
 
@@ -63,6 +67,10 @@ class ServerError(ApiError):
     """5xx or 429: the server is overloaded or failing; retrying later may work."""
 
 
+#: Answers that mean the request itself is wrong: sending it again cannot succeed.
+REJECTED = (BadRequest, Invalid)
+
+
 def from_response(status: int, body: Any, method: str = "", path: str = "") -> ApiError:
     """Build the exception of an error answer.
 
@@ -85,7 +93,9 @@ def from_response(status: int, body: Any, method: str = "", path: str = "") -> A
     if status == 409:
         cls = AlreadyExists if reason == "AlreadyExists" else Conflict
     else:
-        cls = {404: NotFound, 403: Forbidden, 401: Unauthorized, 422: Invalid, 410: Gone}.get(status, ApiError)
+        cls = {400: BadRequest, 404: NotFound, 403: Forbidden, 401: Unauthorized, 422: Invalid, 410: Gone}.get(
+            status, ApiError
+        )
         if status == 429 or status >= 500:
             cls = ServerError
     return cls(status, reason or cls.__name__, message, method, path)

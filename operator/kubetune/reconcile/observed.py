@@ -116,8 +116,11 @@ def _true_condition(job: Mapping[str, Any], *types: str) -> Mapping[str, Any] | 
 def job_state(job: Mapping[str, Any]) -> tuple[JobState, datetime | None]:
     """State of a Job and when it finished.
 
-    A Job counts as failed only once its ``Failed`` condition is set, which the Job controller
-    does after the pods have terminated: a retry never overlaps the pods of the failed attempt.
+    Success counts from ``SuccessCriteriaMet`` (set as soon as the pods have succeeded; the
+    terminal ``Complete`` follows once the Job controller has done its bookkeeping, which lags
+    under load): the next step may start at once, nothing of this Job is running. Failure
+    counts only from ``Failed``, which the Job controller sets after the pods have terminated
+    (``FailureTarget`` comes first): a retry never overlaps the pods of the failed attempt.
 
     Args:
         job: the Job as a dict.
@@ -126,9 +129,9 @@ def job_state(job: Mapping[str, Any]) -> tuple[JobState, datetime | None]:
         The state and, for finished Jobs, the time of the finishing condition.
     """
     status = job.get("status") or {}
-    complete = _true_condition(job, "Complete")
-    if complete is not None:
-        return JobState.SUCCEEDED, _parse_time(complete.get("lastTransitionTime") or status.get("completionTime"))
+    succeeded = _true_condition(job, "SuccessCriteriaMet", "Complete")
+    if succeeded is not None:
+        return JobState.SUCCEEDED, _parse_time(succeeded.get("lastTransitionTime") or status.get("completionTime"))
     failed = _true_condition(job, "Failed")
     if failed is not None:
         return JobState.FAILED, _parse_time(failed.get("lastTransitionTime"))

@@ -18,7 +18,8 @@ from kubetune.kube import errors
         (410, "Expired", errors.Gone),
         (429, "TooManyRequests", errors.ServerError),
         (503, "ServiceUnavailable", errors.ServerError),
-        (400, "BadRequest", errors.ApiError),
+        (400, "BadRequest", errors.BadRequest),
+        (418, "Teapot", errors.ApiError),
     ],
 )
 def test_status_objects(status: int, reason: str, cls: type[errors.ApiError]) -> None:

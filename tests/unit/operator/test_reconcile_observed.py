@@ -30,6 +30,9 @@ def test_states() -> None:
     assert observed.job_state(job("a", "train", spec={"suspend": True}, active=1))[0] == JobState.ACTIVE
     done = observed.job_state(job("a", "train", conditions=cond("Complete")))
     assert done == (JobState.SUCCEEDED, datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC))
+    # SuccessCriteriaMet comes first (Complete follows after the Job controller's bookkeeping).
+    early = observed.job_state(job("a", "train", conditions=cond("SuccessCriteriaMet", "2026-01-01T00:00:02Z")))
+    assert early == (JobState.SUCCEEDED, datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC))
     # FailureTarget alone: pods may still be terminating; the Job is not failed yet.
     assert observed.job_state(job("a", "train", conditions=cond("FailureTarget")))[0] == JobState.ACTIVE
     assert observed.job_state(job("a", "train", conditions=cond("Failed")))[0] == JobState.FAILED
