@@ -54,6 +54,10 @@ JOB_DEADLINE_EXCEEDED = "DeadlineExceeded"
 DELETION_POLL_SECONDS = 2.0
 #: How often to look at a base FineTuneJob we wait for (its events also wake us).
 BASE_MODEL_POLL_SECONDS = 60.0
+#: Condition messages of running steps: the same when the Job is created and while it runs, so
+#: following a running Job costs no status write.
+PREPARING_MESSAGE = "preparing the dataset: cleaning, PII redaction, dedup, balancing, tokenization"
+EVALUATING_MESSAGE = "evaluating and exporting the model"
 #: The ``--resume`` value when no checkpoint was reported: the trainer picks the latest it finds.
 RESUME_AUTO = "auto"
 
@@ -416,9 +420,8 @@ def _prepared(plan: _Plan, observed: Observed) -> bool:
         else:
             base_uri = None  # the ConfigMap already exists; it keeps the resolved base model
         plan.act(CreateJob(Step.PREPARE, deadline_seconds=_job_deadline(plan), base_model_uri=base_uri))
-        message = "preparing the dataset: cleaning, PII redaction, dedup, balancing, tokenization"
-        plan.condition(reasons.DATA_PREPARED, False, reasons.PREPARING, message)
-        plan.phase(Phase.PREPARING, reasons.PREPARING, message)
+        plan.condition(reasons.DATA_PREPARED, False, reasons.PREPARING, PREPARING_MESSAGE)
+        plan.phase(Phase.PREPARING, reasons.PREPARING, PREPARING_MESSAGE)
         return False
     if job.deleting:
         _waiting_for_deletion(plan, job, Phase.PREPARING, reasons.PREPARING)
@@ -432,7 +435,7 @@ def _prepared(plan: _Plan, observed: Observed) -> bool:
         plan.condition(reasons.DATA_PREPARED, True, reasons.DATA_READY, _data_message(plan.status.data_report))
         return True
     reason = reasons.QUEUED if job.state == JobState.QUEUED else reasons.PREPARING
-    message = _queued_message(plan, job) if job.state == JobState.QUEUED else f"Job {job.name} is preparing the data"
+    message = _queued_message(plan, job) if job.state == JobState.QUEUED else PREPARING_MESSAGE
     plan.condition(reasons.DATA_PREPARED, False, reason, message)
     plan.phase(Phase.PREPARING, reason, message)
     return False
@@ -485,13 +488,25 @@ def resume_argument(status: v1alpha1.FineTuneJobStatus) -> str:
     return parsed.local_path() if parsed.scheme == "pvc" else uri
 
 
-def _start_attempt(plan: _Plan, attempt: int, why: str) -> None:
+def _running_message(plan: _Plan, attempt: int, failures: int, resume: str | None) -> str:
+    """What a running attempt's condition says; the same when it is created and while it runs.
+
+    Only facts that stay true while the attempt runs go in, so watching the attempt costs no
+    status write (progress is in ``status.progress``, written by the trainer).
+    """
+    message = f"attempt {attempt} is running"
+    if failures:
+        message += f" (retry {failures} of {plan.spec.retries.max_retries})"
+    if resume:
+        message += f", resuming from {resume}"
+    return message
+
+
+def _start_attempt(plan: _Plan, attempt: int, failures: int) -> None:
     resume = resume_argument(plan.status) if attempt > 1 else None
     plan.act(CreateJob(Step.TRAIN, attempt, resume, _job_deadline(plan)))
     plan.status.attempts = attempt
-    message = f"attempt {attempt} started{why}"
-    if resume:
-        message += f", resuming from {resume}"
+    message = _running_message(plan, attempt, failures, resume)
     plan.condition(reasons.TRAINING, True, reasons.TRAINING_RUNNING, message)
     plan.phase(Phase.TRAINING, reasons.TRAINING_RUNNING, message)
 
@@ -502,8 +517,9 @@ def _trained(plan: _Plan, observed: Observed) -> bool:
     current = max(plan.status.attempts or 0, max((j.attempt for j in attempts), default=0))
     latest = next((j for j in attempts if j.attempt == current), None)
     plan.status.attempts = current or None
+    failures = sum(1 for j in attempts if j.state == JobState.FAILED)
     if latest is None:
-        _start_attempt(plan, current + 1, "" if current == 0 else f" (attempt {current} was stopped)")
+        _start_attempt(plan, current + 1, failures)
         return False
     if latest.deleting:
         _waiting_for_deletion(plan, latest, Phase.TRAINING, reasons.TRAINING_RUNNING)
@@ -516,10 +532,7 @@ def _trained(plan: _Plan, observed: Observed) -> bool:
     if latest.state == JobState.QUEUED:
         reason, message = reasons.QUEUED, _queued_message(plan, latest)
     else:
-        reason, message = reasons.TRAINING_RUNNING, f"attempt {current} is running (Job {latest.name})"
-        progress = plan.status.progress
-        if progress is not None and progress.summary:
-            message += f": {progress.summary}"
+        reason, message = reasons.TRAINING_RUNNING, _running_message(plan, current, failures, latest.resume_from)
     plan.condition(reasons.TRAINING, True, reason, message)
     plan.phase(Phase.TRAINING, reason, message)
     return False
@@ -550,7 +563,7 @@ def _retry(plan: _Plan, observed: Observed, latest: ChildJob, attempts: Sequence
         plan.phase(Phase.TRAINING, reasons.ATTEMPT_FAILED, message)
         plan.after(left)
         return False
-    _start_attempt(plan, latest.attempt + 1, f" (retry {failures} of {max_retries})")
+    _start_attempt(plan, latest.attempt + 1, failures)
     return False
 
 
@@ -559,7 +572,7 @@ def _evaluated(plan: _Plan, observed: Observed) -> bool:
     job = observed.step(Step.EVALUATE)
     if job is None:
         plan.act(CreateJob(Step.EVALUATE, deadline_seconds=_job_deadline(plan)))
-        plan.phase(Phase.EVALUATING, reasons.EVALUATING, "evaluating and exporting the model")
+        plan.phase(Phase.EVALUATING, reasons.EVALUATING, EVALUATING_MESSAGE)
         return False
     if job.deleting:
         _waiting_for_deletion(plan, job, Phase.EVALUATING, reasons.EVALUATING)
@@ -572,7 +585,7 @@ def _evaluated(plan: _Plan, observed: Observed) -> bool:
     if job.state == JobState.QUEUED:
         plan.phase(Phase.EVALUATING, reasons.QUEUED, _queued_message(plan, job))
     else:
-        plan.phase(Phase.EVALUATING, reasons.EVALUATING, f"Job {job.name} is evaluating and exporting the model")
+        plan.phase(Phase.EVALUATING, reasons.EVALUATING, EVALUATING_MESSAGE)
     return False
 
 

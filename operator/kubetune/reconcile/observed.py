@@ -53,6 +53,7 @@ class ChildJob:
         deleting: the Job has a deletionTimestamp (its pods may still be terminating).
         finished_at: when it succeeded or failed.
         failure: why it failed (for failed Jobs).
+        resume_from: the ``--resume`` argument of a train Job's command, if any.
     """
 
     name: str
@@ -62,6 +63,7 @@ class ChildJob:
     deleting: bool = False
     finished_at: datetime | None = None
     failure: diagnose.Failure | None = None
+    resume_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,17 @@ def summarise_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]] = ()
         deleting=bool(metadata.get("deletionTimestamp")),
         finished_at=finished_at,
         failure=failure,
+        resume_from=_resume_argument(job),
     )
+
+
+def _resume_argument(job: Mapping[str, Any]) -> str | None:
+    """The value after ``--resume`` in the Job's first container command."""
+    containers = (((job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or [{}]
+    command = list(containers[0].get("command") or [])
+    if "--resume" in command[:-1]:
+        return str(command[command.index("--resume") + 1])
+    return None
 
 
 def summarise_jobs(

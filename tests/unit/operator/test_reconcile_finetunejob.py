@@ -526,3 +526,29 @@ def test_random_crashes_never_duplicate_attempts(spec_of: SpecOf, seed: int) -> 
     assert world.created.count("demo-prepare") == 1
     expected_phase = v1alpha1.Phase.FAILED if failing > max_retries else v1alpha1.Phase.SUCCEEDED
     assert status.phase == expected_phase
+
+
+@pytest.mark.parametrize("step", [Step.PREPARE, Step.TRAIN, Step.EVALUATE])
+def test_a_created_job_showing_up_running_costs_no_status_write(spec_of: SpecOf, step: Step) -> None:
+    spec = spec_of({"retries": {"maxRetries": 2, "backoffSeconds": 0}})
+    history = {
+        Step.PREPARE: [],
+        Step.TRAIN: [PREPARED, _failed_train(1)],
+        Step.EVALUATE: [PREPARED, TRAINED],
+    }[step]
+    status = _training_status(1, checkpoint="s3://b/run/checkpoints/checkpoint-7") if step == Step.TRAIN else None
+    created = decide(subject(spec, status), observed(*history), NOW)
+    (action,) = created.actions
+    assert isinstance(action, CreateJob) and action.step == step
+    running = job(step, JobState.ACTIVE, action.attempt, resume_from=action.resume_from)
+    later = decide(subject(spec, created.status), observed(*history, running), NOW + timedelta(seconds=3))
+    assert later.actions == [] and later.events == []
+    assert status_mod.status_patch(created.status.to_k8s(), later.status) == {}
+
+
+def test_training_progress_reports_cost_no_status_write(spec_of: SpecOf) -> None:
+    obs = observed(PREPARED, job(Step.TRAIN, JobState.ACTIVE))
+    _, status = run(spec_of(), [observed(), observed(PREPARED), obs])
+    status.progress = v1alpha1.Progress(step=120, total_steps=500, summary="120/500 (24%)")
+    again = decide(subject(spec_of(), status), obs, NOW)
+    assert status_mod.status_patch(status.to_k8s(), again.status) == {}

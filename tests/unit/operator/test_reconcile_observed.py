@@ -74,3 +74,15 @@ def test_deleting_and_bad_attempt_label() -> None:
     j["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     summary = observed.summarise_job(j)
     assert summary is not None and summary.deleting and summary.attempt == 1
+
+
+def test_resume_argument_is_read_back_from_the_command() -> None:
+    j = job("demo-train-2", "train", "2")
+    j["spec"] = {
+        "template": {"spec": {"containers": [{"command": ["python", "-m", "x", "train", "--resume", "auto"]}]}}
+    }
+    summary = observed.summarise_job(j)
+    assert summary is not None and summary.resume_from == "auto"
+    j["spec"]["template"]["spec"]["containers"][0]["command"] = ["python", "--resume"]
+    summary = observed.summarise_job(j)
+    assert summary is not None and summary.resume_from is None
