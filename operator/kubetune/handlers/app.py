@@ -199,6 +199,8 @@ async def operate(settings: settings_mod.Settings, connection: kube_config.Conne
             ", ".join(loaded) or "none",
         )
         controller = finetunejob.FineTuneJobController(api, settings)
+        if health.elector is not None:
+            controller.may_act = lambda: health.elector is not None and health.elector.is_leader
         try:
             exit_code = await _run_controllers(settings, api, controller, health.elector)
         finally:
@@ -218,7 +220,8 @@ async def _run_controllers(
 ) -> int:
     kopf_settings = kopf.OperatorSettings()
     _configure_kopf(kopf_settings)
-    memo = kopf.Memo(finetunejobs=controller, api=api, settings=settings)
+    # Other controllers find the client, the settings and the leadership check in the memo.
+    memo = kopf.Memo(finetunejobs=controller, api=api, settings=settings, may_act=controller.may_act)
     operator = asyncio.create_task(
         kopf.operator(
             standalone=True,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +49,8 @@ FIELD_MANAGER = "kubetune-operator"
 BASE_MODEL_ANNOTATION = "kubetune.dev/base-model-uri"
 #: Seconds to wait before looking again at a child that is being deleted.
 DELETION_RETRY_SECONDS = 2.0
+#: Seconds before a key is looked at again by a replica that lost the Lease (it exits before).
+NOT_LEADER_RETRY_SECONDS = 5.0
 #: Seconds to wait before retrying when a child name is taken by an object we do not own.
 CONFLICT_RETRY_SECONDS = 30.0
 
@@ -111,6 +113,8 @@ class FineTuneJobController:
     job_states: dict[Key, tuple[str, bool]] = dataclasses.field(default_factory=dict)
     #: The last reconcile error reported as an Event, per FineTuneJob (one Event per distinct error).
     reported_errors: dict[Key, str] = dataclasses.field(default_factory=dict)
+    #: Whether this replica may act now (it holds the leader Lease); checked before every reconcile.
+    may_act: Callable[[], bool] = lambda: True
 
     def finetunejob_changed(self, key: Key, resource_version: str | None, deleted: bool) -> bool:
         """Record a FineTuneJob watch event; return whether it needs a reconcile.
@@ -150,6 +154,11 @@ class FineTuneJobController:
         Returns:
             Seconds until it must be reconciled again, or None.
         """
+        if not self.may_act():
+            # A leader that was frozen (SIGSTOP, a long pause) past its renew deadline must not
+            # act on what it queued before: another replica may lead now. It is about to exit.
+            log.warning("not the leader any more; not reconciling %s/%s", *key)
+            return NOT_LEADER_RETRY_SECONDS
         started = time.perf_counter()
         result = "error"
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -67,3 +68,9 @@ def test_job_events_matter_only_when_the_summary_changes() -> None:
     assert ctl.job_changed(key, deleting, deleted=False)
     assert ctl.job_changed(key, deleting, deleted=True)
     assert key not in ctl.job_states
+
+
+def test_a_replica_that_lost_the_lease_does_not_reconcile() -> None:
+    ctl = controller()  # its api is None: any API call would raise
+    ctl.may_act = lambda: False
+    assert asyncio.run(ctl.reconcile(("ns", "a"))) == finetunejob.NOT_LEADER_RETRY_SECONDS
