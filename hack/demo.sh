@@ -34,13 +34,21 @@ kubectl get nodes -L nvidia.com/gpu.product
 kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
 kubectl wait --for=condition=Established crd/finetunejobs.kubetune.dev crd/modeldeployments.kubetune.dev >/dev/null
 kubectl delete namespace "$NS" --ignore-not-found --wait=true >/dev/null
+kubectl delete pv kubetune-demo-quickstart-data kubetune-demo-quickstart-artifacts --ignore-not-found --wait=true >/dev/null
 kubectl create namespace "$NS" >/dev/null
+kubectl apply -f hack/demo-storage.yaml >/dev/null   # the claims pvc://quickstart-data and pvc://quickstart-artifacts
 
 .venv/bin/kubetune operator --namespace "$NS" >"$LOG" 2>&1 &
 operator_pid=$!
 echo "operator running (pid $operator_pid, log $LOG)"
 
-kubectl apply -n "$NS" -f "$MANIFEST"
+# kwok "runs" a pod for 1-2 s; hold the train and evaluate pods a little longer so the
+# stand-in for the trainer (hack/kwok_trainer.py) can report progress, metrics and the
+# artifact digest through the job's own ServiceAccount, as the real pods do.
+kubectl annotate --local -f "$MANIFEST" -o yaml \
+  'kubetune.dev/train-pod-annotations={"kwok.x-k8s.io/duration": "6s"}' \
+  'kubetune.dev/evaluate-pod-annotations={"kwok.x-k8s.io/duration": "4s"}' | kubectl apply -n "$NS" -f -
+.venv/bin/python hack/kwok_trainer.py "$NS" cs-quickstart &
 say "Watching the FineTuneJob and its ModelDeployment (timeout ${TIMEOUT}s)"
 deadline=$((SECONDS + TIMEOUT)); last=""
 while ((SECONDS < deadline)); do
