@@ -18,6 +18,10 @@ from typing import Any
 
 #: The trainer image used when a FineTuneJob does not set ``spec.image``.
 DEFAULT_TRAINER_IMAGE = "ghcr.io/kubetune/trainer:0.1.0"
+#: Triton Inference Server with the TensorRT-LLM and Python backends (25.07 ships TensorRT-LLM 0.20).
+DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.07-trtllm-python-py3"
+#: TensorRT-LLM with its conversion scripts and trtllm-build; must match the Triton image's version.
+DEFAULT_ENGINE_BUILD_IMAGE = "nvcr.io/nvidia/tensorrt-llm/release:0.20.0"
 #: Environment variable prefix of every setting.
 PREFIX = "KUBETUNE_"
 
@@ -28,6 +32,8 @@ class Settings:
 
     Attributes:
         trainer_image: default trainer image (``KUBETUNE_TRAINER_IMAGE``).
+        triton_image: default Triton image of ModelDeployments (``KUBETUNE_TRITON_IMAGE``).
+        engine_build_image: default TensorRT-LLM engine-build image (``KUBETUNE_ENGINE_BUILD_IMAGE``).
         image_pull_policy: pull policy of trainer pods (``KUBETUNE_IMAGE_PULL_POLICY``).
         prepare_cpu: CPU request of prepare pods (``KUBETUNE_PREPARE_CPU``).
         prepare_memory: memory request and limit of prepare pods (``KUBETUNE_PREPARE_MEMORY``).
@@ -45,6 +51,8 @@ class Settings:
     """
 
     trainer_image: str = DEFAULT_TRAINER_IMAGE
+    triton_image: str = DEFAULT_TRITON_IMAGE
+    engine_build_image: str = DEFAULT_ENGINE_BUILD_IMAGE
     image_pull_policy: str = "IfNotPresent"
     prepare_cpu: str = "2"
     prepare_memory: str = "8Gi"

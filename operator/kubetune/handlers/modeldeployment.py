@@ -45,10 +45,6 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str]
 #: Field manager of the objects the operator server-side applies.
 FIELD_MANAGER = "kubetune-operator"
-#: Triton image when neither the spec nor the operator settings name one (Triton 25.07 ships TensorRT-LLM 0.20).
-DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.07-trtllm-python-py3"
-#: Engine-build image; its TensorRT-LLM must match the one in the Triton image.
-DEFAULT_ENGINE_BUILD_IMAGE = "nvcr.io/nvidia/tensorrt-llm/release:0.20.0"
 #: Concurrent ModelDeployment reconciles (they are short: a few reads and applies each).
 WORKERS = 4
 #: While something is in progress, look again this often even without a watch event.
@@ -77,8 +73,8 @@ def default_images(settings: Settings) -> rollout.Images:
     constants of this module apply.
     """
     return rollout.Images(
-        server=getattr(settings, "triton_image", None) or DEFAULT_TRITON_IMAGE,
-        build=getattr(settings, "engine_build_image", None) or DEFAULT_ENGINE_BUILD_IMAGE,
+        server=settings.triton_image,
+        build=settings.engine_build_image,
         trainer=settings.trainer_image,
     )
 

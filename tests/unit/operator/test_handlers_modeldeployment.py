@@ -8,10 +8,14 @@ from kubetune.handlers import modeldeployment as handler
 from kubetune.reconcile import modeldeployment as rollout
 
 
-def test_default_images_come_from_the_settings_then_the_constants() -> None:
-    settings = settings_mod.Settings(trainer_image="trainer:9")
-    images = handler.default_images(settings)
-    assert images == rollout.Images(handler.DEFAULT_TRITON_IMAGE, handler.DEFAULT_ENGINE_BUILD_IMAGE, "trainer:9")
+def test_default_images_come_from_the_settings() -> None:
+    images = handler.default_images(settings_mod.Settings(trainer_image="trainer:9"))
+    assert images == rollout.Images(
+        settings_mod.DEFAULT_TRITON_IMAGE, settings_mod.DEFAULT_ENGINE_BUILD_IMAGE, "trainer:9"
+    )
+    env = {"KUBETUNE_TRITON_IMAGE": "triton:1", "KUBETUNE_ENGINE_BUILD_IMAGE": "trtllm:2"}
+    images = handler.default_images(settings_mod.from_env(env))
+    assert (images.server, images.build) == ("triton:1", "trtllm:2")
 
 
 def test_invalid_status_fields_are_dropped_not_fatal() -> None:
