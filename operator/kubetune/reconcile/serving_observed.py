@@ -27,12 +27,9 @@ from kubetune.api import v1alpha1
 from kubetune.api.v1alpha1 import labels as well_known
 from kubetune.reconcile import diagnose, observed
 
-#: Label on every child naming the ModelDeployment it belongs to (same key as the renderer writes).
-MODELDEPLOYMENT_LABEL = "kubetune.dev/modeldeployment"
-#: Label on Jobs naming the revision they build or test.
-REVISION_LABEL = "kubetune.dev/revision"
-#: Annotation on the Deployment's pod template carrying the revision it serves.
-REVISION_ANNOTATION = "kubetune.dev/revision"
+MODELDEPLOYMENT_LABEL = well_known.MODELDEPLOYMENT
+REVISION_LABEL = well_known.REVISION
+REVISION_ANNOTATION = well_known.REVISION
 
 #: ``app.kubernetes.io/component`` of the engine-build and smoke-test Jobs.
 COMPONENT_BUILD = "build"

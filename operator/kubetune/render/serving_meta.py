@@ -19,10 +19,8 @@ from typing import Any
 from kubetune.api.v1alpha1 import labels as well_known
 from kubetune.render import names
 
-#: Label naming the ModelDeployment a child belongs to; the handler watches Jobs and Deployments by it.
-MODELDEPLOYMENT_LABEL = "kubetune.dev/modeldeployment"
-#: Label (and pod-template annotation) carrying the revision a child builds, tests or serves.
-REVISION_LABEL = "kubetune.dev/revision"
+MODELDEPLOYMENT_LABEL = well_known.MODELDEPLOYMENT
+REVISION_LABEL = well_known.REVISION
 
 #: ``app.kubernetes.io/component`` values; also the ``<component>`` of the pod-label annotations.
 BUILD = "build"

@@ -552,8 +552,8 @@ def test_messages_are_truncated() -> None:
 def test_label_keys_match_the_renderer() -> None:
     from kubetune.render import serving_meta
 
-    assert seen.MODELDEPLOYMENT_LABEL == serving_meta.MODELDEPLOYMENT_LABEL
-    assert seen.REVISION_LABEL == serving_meta.REVISION_LABEL
+    assert seen.MODELDEPLOYMENT_LABEL == serving_meta.MODELDEPLOYMENT_LABEL == "kubetune.dev/modeldeployment"
+    assert seen.REVISION_LABEL == serving_meta.REVISION_LABEL == "kubetune.dev/revision"
     assert (seen.COMPONENT_BUILD, seen.COMPONENT_SMOKE) == (serving_meta.BUILD, serving_meta.SMOKE)
 
 

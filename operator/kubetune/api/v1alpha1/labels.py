@@ -23,6 +23,10 @@ APP = "kubetune"
 FINETUNEJOB = "kubetune.dev/finetunejob"
 #: Train attempt number (1 for the first attempt) of a train Job and its pods.
 ATTEMPT = "kubetune.dev/attempt"
+#: Name of the ModelDeployment a child belongs to; the handler watches Jobs and Deployments by it.
+MODELDEPLOYMENT = "kubetune.dev/modeldeployment"
+#: Label on build and smoke-test Jobs, and annotation on the Triton pod template: the revision.
+REVISION = "kubetune.dev/revision"
 
 #: Kueue's LocalQueue label, set on every Job when ``spec.queueName`` is set.
 KUEUE_QUEUE_NAME = "kueue.x-k8s.io/queue-name"
