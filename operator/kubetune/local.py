@@ -133,8 +133,7 @@ def load_manifest(path: Path) -> v1alpha1.FineTuneJob:
     try:
         return v1alpha1.FineTuneJob.model_validate(jobs[0], context={"cel": True})
     except pydantic.ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise LocalRunError(f"invalid FineTuneJob in {path}: {problems}") from err
+        raise LocalRunError(f"invalid FineTuneJob in {path}: {v1alpha1.describe_errors(err)}") from err
 
 
 def resolve_location(uri: str, pvc_root: Path, field_name: str) -> str:

@@ -49,14 +49,8 @@ def _load_yaml(text: str) -> object:
 
 
 def format_validation_error(err: Exception) -> str:
-    """One line per problem, each naming the field by its YAML path (``spec.lora.r: ...``)."""
-    if not isinstance(err, pydantic.ValidationError):
-        return str(err)
-    lines = []
-    for problem in err.errors():
-        where = ".".join(str(part) for part in problem["loc"])
-        lines.append(f"{where}: {problem['msg']}")
-    return "; ".join(lines)
+    """One entry per problem, each naming the field by its YAML path (``spec.lora.r: ...``)."""
+    return v1alpha1.describe_errors(err)
 
 
 def save_config(config: v1alpha1.TrainerConfig, path: str | Path) -> Path:

@@ -72,14 +72,6 @@ class ChildRejected(Exception):  # noqa: N818 - a verdict, like the API's
     """The API server refused a child as malformed or invalid; only a spec change can help."""
 
 
-def _format_validation(err: Exception) -> str:
-    if isinstance(err, pydantic.ValidationError):
-        return "; ".join(
-            f"spec.{'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}" for problem in err.errors()
-        )
-    return str(err)
-
-
 def _lenient_status(raw: Mapping[str, Any] | None) -> v1alpha1.FineTuneJobStatus:
     """The status as a model; fields that do not validate (a buggy writer) are dropped, not fatal."""
     raw = dict(raw or {})
@@ -205,7 +197,7 @@ class FineTuneJobController:
             spec = v1alpha1.FineTuneJobSpec.model_validate(body.get("spec") or {})
             extra_labels, extra_annotations = render_context.pod_overrides(meta.get("annotations") or {})
         except (pydantic.ValidationError, render_context.PodOverrideError) as err:
-            decision = lifecycle.invalid_spec(current, generation, _format_validation(err), now)
+            decision = lifecycle.invalid_spec(current, generation, v1alpha1.describe_errors(err, prefix="spec."), now)
             await self._write(body, decision)
             return None
         subject = lifecycle.Subject(name, namespace, generation, spec, current)

@@ -93,10 +93,6 @@ def _lenient_status(raw: Mapping[str, Any] | None) -> v1alpha1.ModelDeploymentSt
             values = {k: v for k, v in values.items() if k not in bad}
 
 
-def _validation_message(err: pydantic.ValidationError) -> str:
-    return "; ".join(f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
-
-
 def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
     return job_observed.controlled_by(obj, uid)
 
@@ -182,7 +178,7 @@ class ModelDeploymentController:
         try:
             spec = v1alpha1.ModelDeploymentSpec.model_validate(body.get("spec") or {})
         except pydantic.ValidationError as err:
-            invalid = rollout.invalid_spec(status, generation, _validation_message(err), now)
+            invalid = rollout.invalid_spec(status, generation, v1alpha1.describe_errors(err, prefix="spec."), now)
             await self._write(body, rollout.Decision(status=invalid))
             return None
         parent = serving_meta.Parent(name, namespace, metadata["uid"], metadata.get("annotations") or {})

@@ -147,3 +147,10 @@ def test_pvc_local_path_and_errors() -> None:
         v1alpha1.parse_uri("s3://bucket/key").local_path()
     with pytest.raises(ValueError, match="unsupported URI"):
         v1alpha1.parse_uri("ftp://host/file")
+
+
+def test_describe_errors_names_fields_by_yaml_path() -> None:
+    with pytest.raises(pydantic.ValidationError) as err:
+        v1alpha1.FineTuneJobSpec.model_validate(job(lora={"r": 0}))
+    assert v1alpha1.describe_errors(err.value, prefix="spec.").startswith("spec.lora.r: ")
+    assert v1alpha1.describe_errors(ValueError("plain")) == "plain"

@@ -11,6 +11,7 @@ from kubetune.api.v1alpha1.base import (
     Condition,
     ConditionStatus,
     KubeModel,
+    describe_errors,
 )
 from kubetune.api.v1alpha1.finetunejob import (
     MULTI_NODE_METHODS,
@@ -125,5 +126,6 @@ __all__ = [
     "TrainerConfig",
     "TrainerPaths",
     "TrainingSpec",
+    "describe_errors",
     "parse_uri",
 ]

@@ -11,7 +11,7 @@ import enum
 from datetime import datetime
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "kubetune.dev"
@@ -110,6 +110,24 @@ def immutable(description: str, name: str, **kwargs: Any) -> Any:
     rule: dict[str, Any] = Rule("self == oldSelf", f"{name} is immutable once set; create a new resource instead")
     extra: dict[str, Any] = {CEL_KEY: [rule]}
     return Field(description=description, json_schema_extra=extra, **kwargs)
+
+
+def describe_errors(err: Exception, prefix: str = "") -> str:
+    """One ``field.path: problem`` entry per validation error, joined by ``; ``.
+
+    Every place that reports an invalid spec (the operator's InvalidSpec condition, the trainer,
+    ``kubetune run --local``) names fields the same way: by their YAML path.
+
+    Args:
+        err: a ``pydantic.ValidationError`` (anything else is shown as its text).
+        prefix: prepended to each path, e.g. ``spec.`` when ``err`` came from validating a spec.
+
+    Returns:
+        The message.
+    """
+    if not isinstance(err, ValidationError):
+        return str(err)
+    return "; ".join(f"{prefix}{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())
 
 
 class StrEnum(enum.StrEnum):
