@@ -19,6 +19,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def add_lazy_subcommands(
+    parser: argparse.ArgumentParser, commands: dict[str, tuple[str, str]], argv: list[str]
+) -> None:
+    """Add one sub-command per entry; import (and ask for arguments) only the one being run.
+
+    Args:
+        parser: the top-level parser.
+        commands: name -> (module providing ``add_arguments`` and ``run``, one-line help).
+        argv: the arguments about to be parsed, to find the chosen sub-command.
+    """
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = next((a for a in argv if a in commands), None)
+    for name, (module_name, help_text) in commands.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(command_parser)
+            command_parser.set_defaults(_run=module.run)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the arguments and run one sub-command.
 
@@ -30,13 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     """
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="kubetune", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    chosen = next((a for a in argv if a in COMMANDS), None)
-    for name, (module_name, help_text) in COMMANDS.items():
-        command_parser = sub.add_parser(name, help=help_text, description=help_text)
-        if name == chosen:
-            module = importlib.import_module(module_name)
-            module.add_arguments(command_parser)
-            command_parser.set_defaults(_run=module.run)
+    add_lazy_subcommands(parser, COMMANDS, argv)
     args = parser.parse_args(argv)
     return int(args._run(args))

@@ -8,9 +8,10 @@ pay for importing torch and ``--help`` answers at once. Each command module prov
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
+
+from kubetune.cli import add_lazy_subcommands
 
 #: Sub-command name -> (module, one-line help).
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -30,14 +31,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     """Build the parser, importing only the module of the sub-command being run."""
     parser = argparse.ArgumentParser(prog="python -m kubetune_trainer", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    chosen = next((a for a in argv if a in COMMANDS), None)
-    for name, (module_name, help_text) in COMMANDS.items():
-        command_parser = sub.add_parser(name, help=help_text, description=help_text)
-        if name == chosen:
-            module = importlib.import_module(module_name)
-            module.add_arguments(command_parser)
-            command_parser.set_defaults(_run=module.run)
+    add_lazy_subcommands(parser, COMMANDS, argv)
     return parser
 
 
