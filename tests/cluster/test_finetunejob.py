@@ -352,12 +352,13 @@ def test_deadline_and_ttl(cluster: Cluster, namespace: str, operator: OperatorPr
         {"activeDeadlineSeconds": 4},
         pod_annotations={"prepare": {"kwok.x-k8s.io/duration": "10m"}},
     )
-    ftjs.create("short-lived", {"ttlSecondsAfterFinished": 2})
+    ftjs.create("short-lived", {"ttlSecondsAfterFinished": 8})
+    # The short-lived job is looked at first: it succeeds within seconds and is gone 8 s later.
+    ftjs.wait_phase("short-lived", "Succeeded", timeout=60)
     status = ftjs.wait_phase("slow", "Failed", timeout=30)
     assert ftjs.condition("slow", "Failed")["reason"] == "DeadlineExceeded"
     assert status["completionTime"]
     wait_for(lambda: "slow-prepare" not in ftjs.job_states("slow"), timeout=30, description="running Job deleted")
-    ftjs.wait_phase("short-lived", "Succeeded", timeout=60)
 
     def deleted() -> bool:
         try:

@@ -169,6 +169,7 @@ NEEDED = [
     ("create", "deployments.apps", ""),
     ("create", "horizontalpodautoscalers.autoscaling", ""),
     ("list", "pods", ""),
+    ("watch", "pods", ""),
     ("create", "events", ""),
 ]
 

@@ -299,6 +299,7 @@ NOT_COUNTED = {
     ("modeldeployments", "watch"): "kopf watches ModelDeployments",
     ("jobs", "watch"): "kopf watches the Jobs of both controllers",
     ("deployments", "watch"): "kopf watches Triton Deployments",
+    ("pods", "watch"): "kopf watches prepare pods (their success starts training)",
     ("finetunejobs/status", "get"): "granted on to each per-job trainer Role (escalation check)",
     ("modeldeployments", "create"): "server-side apply of an object that does not exist yet needs create",
     ("deployments", "create"): "server-side apply of an object that does not exist yet needs create",

@@ -33,10 +33,11 @@ not remove them when trimming rules.
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "delete"]
-# Pods are only listed, per Job: why it failed (exit code, OOMKilled), a build's report.
+# Pods are only read: listed per Job (why it failed: exit code, OOMKilled; a build's report), and
+# prepare pods are watched by kopf (a prepare pod's success starts the train Job).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list"]
+  verbs: ["list", "watch"]
 # A FineTuneJob's trainer identity: created once, never changed (get: adopting after a restart).
 - apiGroups: [""]
   resources: ["serviceaccounts"]

@@ -103,6 +103,8 @@ class FineTuneJobController:
     written: dict[Key, str] = dataclasses.field(default_factory=dict)
     #: (state, deleting) of each child Job as last seen in a watch event, by (namespace, Job name).
     job_states: dict[Key, tuple[str, bool]] = dataclasses.field(default_factory=dict)
+    #: Prepare pods seen succeeded in a watch event, by (namespace, pod name).
+    succeeded_prepare_pods: set[Key] = dataclasses.field(default_factory=set)
     #: The last reconcile error reported as an Event, per FineTuneJob (one Event per distinct error).
     reported_errors: dict[Key, str] = dataclasses.field(default_factory=dict)
     #: Whether this replica may act now (it holds the leader Lease); checked before every reconcile.
@@ -135,6 +137,20 @@ class FineTuneJobController:
         if self.job_states.get(key) == summary:
             return False
         self.job_states[key] = summary
+        return True
+
+    def prepare_pod_changed(self, key: Key, body: Mapping[str, Any], deleted: bool) -> bool:
+        """Record a prepare pod watch event; return whether its owner needs a reconcile.
+
+        Only the pod's success matters: the data is ready and the train Job can be created
+        without waiting for the Job controller to count the pod.
+        """
+        if deleted:
+            self.succeeded_prepare_pods.discard(key)
+            return False
+        if (body.get("status") or {}).get("phase") != "Succeeded" or key in self.succeeded_prepare_pods:
+            return False
+        self.succeeded_prepare_pods.add(key)
         return True
 
     async def reconcile(self, key: Key) -> float | None:
@@ -242,7 +258,7 @@ class FineTuneJobController:
         jobs = await self.api.list(kube_client.JOBS, namespace, label_selector=f"{labels.FINETUNEJOB}={name}")
         pods_by_job: dict[str, list[dict[str, Any]]] = {}
         if status.phase not in lifecycle.TERMINAL_PHASES:
-            for job_name in _failed_jobs_to_diagnose(jobs, uid):
+            for job_name in _jobs_whose_pods_matter(jobs, uid):
                 pods_by_job[job_name] = await self.api.list(
                     kube_client.PODS, namespace, label_selector=f"{labels.JOB_NAME}={job_name}"
                 )
@@ -392,18 +408,27 @@ class FineTuneJobController:
             await events.post(self.api, body, event.type, event.reason, event.message)
 
 
-def _failed_jobs_to_diagnose(jobs: list[dict[str, Any]], owner_uid: str) -> list[str]:
-    """Names of the failed Jobs whose pods explain the current state: prepare, evaluate, latest train."""
+def _jobs_whose_pods_matter(jobs: list[dict[str, Any]], owner_uid: str) -> list[str]:
+    """Names of the Jobs whose pods the decision needs.
+
+    The failed ones that explain the current state (prepare, evaluate, the latest train attempt),
+    and a running prepare Job: its pod's success is the data being ready
+    (:func:`kubetune.reconcile.observed.summarise_job`).
+    """
     latest_train: tuple[int, str] | None = None
     names: list[str] = []
     for job in jobs:
         if not observation.controlled_by(job, owner_uid):
             continue
-        state, _ = observation.job_state(job)
-        if state != observation.JobState.FAILED:
-            continue
         meta = job.get("metadata") or {}
         job_labels = meta.get("labels") or {}
+        state, _ = observation.job_state(job)
+        if state == observation.JobState.ACTIVE and job_labels.get(labels.COMPONENT) == render_names.PREPARE:
+            if not meta.get("deletionTimestamp"):
+                names.append(meta["name"])
+            continue
+        if state != observation.JobState.FAILED:
+            continue
         if job_labels.get(labels.COMPONENT) == render_names.TRAIN:
             attempt = int(job_labels.get(labels.ATTEMPT, "0") or 0)
             if latest_train is None or attempt > latest_train[0]:
@@ -466,4 +491,19 @@ async def child_job_event(
     """One of a FineTuneJob's Jobs changed (pods started, finished, failed): queue its owner."""
     controller = controller_of(memo)
     if controller.job_changed((namespace or "", meta.name or ""), body, type == "DELETED"):
+        controller.queue.add((namespace or "", meta.labels[labels.FINETUNEJOB]))
+
+
+@kopf.on.event(
+    "",
+    "v1",
+    "pods",
+    labels={labels.FINETUNEJOB: kopf.PRESENT, labels.MANAGED_BY: labels.APP, labels.COMPONENT: render_names.PREPARE},
+)
+async def prepare_pod_event(
+    type: str, body: kopf.Body, meta: kopf.Meta, namespace: str | None, memo: Any, **_: Any
+) -> None:
+    """A prepare pod changed: when it has succeeded, queue its owner (the data is ready)."""
+    controller = controller_of(memo)
+    if controller.prepare_pod_changed((namespace or "", meta.name or ""), body, type == "DELETED"):
         controller.queue.add((namespace or "", meta.labels[labels.FINETUNEJOB]))

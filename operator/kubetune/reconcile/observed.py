@@ -1,10 +1,11 @@
 """What the operator observed about a FineTuneJob's children, summarised as plain data.
 
 The decision function must not dig through Job dicts: the handler lists the Jobs (and the pods
-of failed ones), this module turns each into a :class:`ChildJob` (step, attempt, state, when
-it finished, why it failed), and :func:`kubetune.reconcile.finetunejob.decide` works on those.
-Jobs of another owner (e.g. a deleted FineTuneJob of the same name whose children the garbage
-collector has not removed yet) are left out here, by owner uid.
+of failed ones and of a running prepare Job), this module turns each into a :class:`ChildJob`
+(step, attempt, state, when it finished, why it failed), and
+:func:`kubetune.reconcile.finetunejob.decide` works on those. Jobs of another owner (e.g. a
+deleted FineTuneJob of the same name whose children the garbage collector has not removed yet)
+are left out here, by owner uid.
 """
 
 from __future__ import annotations
@@ -169,6 +170,13 @@ def summarise_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]] = ()
     except ValueError:
         attempt = 1
     state, finished_at = job_state(job)
+    if step == Step.PREPARE and state != JobState.SUCCEEDED:
+        # The data is prepared once the prepare pod has exited 0. The Job controller says so a
+        # few of its own API requests later (and it is rate-limited): waiting for it would put
+        # every prepare Job's bookkeeping in front of the train Jobs.
+        pod = succeeded_pod(pods, metadata.get("uid", ""))
+        if pod is not None:
+            state, finished_at = JobState.SUCCEEDED, pod_finished_at(pod)
     failure = diagnose.job_failure(job, pods) if state == JobState.FAILED else None
     return ChildJob(
         name=metadata.get("name", ""),
@@ -180,6 +188,32 @@ def summarise_job(job: Mapping[str, Any], pods: Sequence[Mapping[str, Any]] = ()
         failure=failure,
         resume_from=_resume_argument(job),
     )
+
+
+def succeeded_pod(pods: Sequence[Mapping[str, Any]], job_uid: str) -> Mapping[str, Any] | None:
+    """A pod of the Job (by controller uid) that has succeeded, or None.
+
+    For a Job of one completion (prepare, evaluate) that pod is the Job's success, before the
+    Job controller has counted it.
+
+    Args:
+        pods: pods listed for the Job (pods of a deleted Job of the same name are ignored).
+        job_uid: the Job's uid.
+
+    Returns:
+        The pod, or None.
+    """
+    for pod in pods:
+        if (pod.get("status") or {}).get("phase") == "Succeeded" and job_uid and controlled_by(pod, job_uid):
+            return pod
+    return None
+
+
+def pod_finished_at(pod: Mapping[str, Any]) -> datetime | None:
+    """When the last container of a finished pod terminated (None when the pod does not say)."""
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    times = [((s.get("state") or {}).get("terminated") or {}).get("finishedAt") for s in statuses]
+    return _parse_time(max((t for t in times if t), default=None))
 
 
 def _resume_argument(job: Mapping[str, Any]) -> str | None:

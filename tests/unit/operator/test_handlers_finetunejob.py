@@ -1,4 +1,4 @@
-"""Pure helpers of the FineTuneJob handler: lenient status reading, which failed Jobs to diagnose."""
+"""Pure helpers of the FineTuneJob handler: lenient status reading, whose pods to read, watch filters."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def job(name: str, component: str, attempt: str | None, failed: bool, uid: str =
 def test_only_the_latest_failed_attempt_and_failed_steps_are_diagnosed() -> None:
     jobs = [
         job("p", "prepare", None, failed=True),
+        job("e2", "evaluate", None, failed=True, uid="someone-else"),
         job("t1", "train", "1", failed=True),
         job("t3", "train", "3", failed=True),
         job("t2", "train", "2", failed=True),
@@ -31,7 +32,30 @@ def test_only_the_latest_failed_attempt_and_failed_steps_are_diagnosed() -> None
         job("e", "evaluate", None, failed=False),
         job("other", "train", "9", failed=True, uid="someone-else"),
     ]
-    assert finetunejob._failed_jobs_to_diagnose(jobs, "u") == ["p", "t3"]
+    assert finetunejob._jobs_whose_pods_matter(jobs, "u") == ["p", "t3"]
+
+
+def test_the_pods_of_a_running_prepare_job_are_read() -> None:
+    running = job("p", "prepare", None, failed=False)
+    assert finetunejob._jobs_whose_pods_matter([running], "u") == ["p"]
+    done = job("p", "prepare", None, failed=False)
+    done["status"]["conditions"] = [{"type": "Complete", "status": "True"}]
+    deleting = job("p", "prepare", None, failed=False)
+    deleting["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    for other in (done, deleting, job("p", "prepare", None, failed=False, uid="old"), job("t", "train", "1", False)):
+        assert finetunejob._jobs_whose_pods_matter([other], "u") == []
+
+
+def test_prepare_pod_events_matter_once_when_the_pod_succeeds() -> None:
+    ctl = controller()
+    key = ("ns", "a-prepare-x7k2p")
+    assert not ctl.prepare_pod_changed(key, {"status": {"phase": "Running"}}, deleted=False)
+    succeeded = {"status": {"phase": "Succeeded"}}
+    assert ctl.prepare_pod_changed(key, succeeded, deleted=False)
+    assert not ctl.prepare_pod_changed(key, succeeded, deleted=False)  # e.g. the Job's finalizer removed
+    assert not ctl.prepare_pod_changed(key, {"status": {"phase": "Failed"}}, deleted=False)
+    assert not ctl.prepare_pod_changed(key, succeeded, deleted=True)
+    assert key not in ctl.succeeded_prepare_pods
 
 
 def test_lenient_status_drops_invalid_fields(caplog: pytest.LogCaptureFixture) -> None:

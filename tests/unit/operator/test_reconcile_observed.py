@@ -86,3 +86,36 @@ def test_resume_argument_is_read_back_from_the_command() -> None:
     j["spec"]["template"]["spec"]["containers"][0]["command"] = ["python", "--resume"]
     summary = observed.summarise_job(j)
     assert summary is not None and summary.resume_from is None
+
+
+def pod(phase: str, owner_uid: str, finished: str | None = None) -> dict[str, Any]:
+    state = {"terminated": {"exitCode": 0, "finishedAt": finished}} if finished else {"running": {}}
+    return {
+        "metadata": {"name": "p", "ownerReferences": [{"uid": owner_uid, "controller": True}]},
+        "status": {"phase": phase, "containerStatuses": [{"name": "prepare", "state": state}]},
+    }
+
+
+def test_a_succeeded_prepare_pod_is_the_prepare_step_succeeding() -> None:
+    prepare = job("demo-prepare", "prepare", active=1)
+    prepare["metadata"]["uid"] = "job-uid"
+    summary = observed.summarise_job(prepare, [pod("Succeeded", "job-uid", "2026-01-01T00:00:03Z")])
+    assert summary is not None and summary.state == JobState.SUCCEEDED
+    assert summary.finished_at == datetime(2026, 1, 1, 0, 0, 3, tzinfo=UTC)
+    # Even if the Job controller then fails the Job (its deadline passed while it counted the pod).
+    prepare["status"]["conditions"] = cond("Failed")
+    summary = observed.summarise_job(prepare, [pod("Succeeded", "job-uid")])
+    assert summary is not None and summary.state == JobState.SUCCEEDED and summary.finished_at is None
+
+
+def test_pods_that_do_not_prove_the_data_ready() -> None:
+    prepare = job("demo-prepare", "prepare", active=1)
+    prepare["metadata"]["uid"] = "job-uid"
+    for pods in ([pod("Running", "job-uid")], [pod("Succeeded", "deleted-job-of-the-same-name")], []):
+        summary = observed.summarise_job(prepare, pods)
+        assert summary is not None and summary.state == JobState.ACTIVE
+    # Only one-completion steps whose pod is the data: a train pod's exit is the Job controller's to count.
+    train = job("demo-train-1", "train", "1", active=1)
+    train["metadata"]["uid"] = "job-uid"
+    summary = observed.summarise_job(train, [pod("Succeeded", "job-uid")])
+    assert summary is not None and summary.state == JobState.ACTIVE
