@@ -55,6 +55,7 @@ class LocalRun:
     max_steps: int | None = None
     serve: bool = True
     prompt: str | None = None
+    resume: bool = False
     summary: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -84,6 +85,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory standing in for PersistentVolumeClaims: pvc://CLAIM/PATH is read from "
         "PVC_ROOT/CLAIM/PATH (default: <manifest directory>/pvc)",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue training from the latest complete checkpoint in the workdir (e.g. after Ctrl-C); "
+        "default: train from scratch",
+    )
     parser.add_argument("--no-serve", action="store_true", help="stop after export (no Triton server)")
     parser.add_argument("--prompt", help="prompt for the served model (default: spec.deploy's smoke-test prompt)")
 
@@ -99,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             max_steps=args.max_steps,
             serve=not args.no_serve,
             prompt=args.prompt,
+            resume=args.resume,
         )
     except LocalRunError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -168,6 +176,7 @@ def plan(
     max_steps: int | None = None,
     serve: bool = True,
     prompt: str | None = None,
+    resume: bool = False,
 ) -> LocalRun:
     """Validate the manifest and resolve every location, before anything runs.
 
@@ -179,6 +188,7 @@ def plan(
         max_steps: cap on optimizer steps.
         serve: serve the exported model with a local tritonserver.
         prompt: prompt for the served model.
+        resume: continue from the workdir's latest complete checkpoint instead of starting over.
 
     Returns:
         The planned run.
@@ -203,6 +213,7 @@ def plan(
         max_steps=max_steps,
         serve=serve,
         prompt=prompt,
+        resume=resume,
     )
     if base_model and base_model != TINY_BASE_MODEL:
         local.base_model = str(Path(base_model).resolve())
@@ -237,9 +248,11 @@ def execute(local: LocalRun) -> int:
     local.workdir.mkdir(parents=True, exist_ok=True)
     base_model = _base_model(local)
     save_config(trainer_config(local, base_model), local.config_path)
+    # A rerun prepares the data again: resuming an older run's checkpoints only when asked.
+    resume = "auto" if local.resume else "none"
     steps: list[tuple[str, Callable[[], int]]] = [
         ("prepare", lambda: trainer_main(["prepare", "--config", str(local.config_path)])),
-        ("train", lambda: trainer_main(["train", "--config", str(local.config_path)])),
+        ("train", lambda: trainer_main(["train", "--config", str(local.config_path), "--resume", resume])),
         ("evaluate", lambda: trainer_main(["evaluate", "--config", str(local.config_path)])),
         ("export", lambda: trainer_main(["export", "--config", str(local.config_path)])),
     ]

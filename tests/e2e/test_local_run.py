@@ -93,3 +93,17 @@ def test_sparkline(values: list[float]) -> None:
     assert len(line) == len(values)
     if values[0] > values[-1]:
         assert line[0] == "█" and line[-1] == "▁"
+
+
+def test_a_rerun_starts_over_unless_asked_to_resume(tmp_path: Path) -> None:
+    common = ["run", "-f", str(QUICKSTART), "--local", "--base-model", "tiny", "--no-serve"]
+    workdir = ["--workdir", str(tmp_path / "run")]
+    for _ in range(2):  # the second run finds the first one's final checkpoint and ignores it
+        result = kubetune(*common, *workdir, "--max-steps", "2")
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "training:   2/2 steps" in result.stdout
+        assert "resuming from" not in result.stderr
+    result = kubetune(*common, *workdir, "--max-steps", "3", "--resume")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming from" in result.stderr and "checkpoint-2" in result.stderr
+    assert "training:   3/3 steps" in result.stdout
