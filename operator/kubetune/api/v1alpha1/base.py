@@ -42,11 +42,17 @@ def Rule(rule: str, message: str, field_path: str | None = None, reason: str | N
     return out
 
 
-def _collect_cel_rules(schema: dict[str, Any], cls: type[BaseModel]) -> None:
-    """Add the ``cel_rules`` declared along the class hierarchy to the model's schema."""
+def _rules_of(cls: type) -> list[dict[str, str]]:
+    """The ``cel_rules`` declared along a class hierarchy, base classes first."""
     rules: list[dict[str, str]] = []
     for klass in reversed(cls.__mro__):
         rules.extend(klass.__dict__.get("cel_rules", []))
+    return rules
+
+
+def _collect_cel_rules(schema: dict[str, Any], cls: type[BaseModel]) -> None:
+    """Add the ``cel_rules`` declared along the class hierarchy to the model's schema."""
+    rules = _rules_of(cls)
     if rules:
         schema[CEL_KEY] = rules
 
@@ -72,10 +78,11 @@ class KubeModel(BaseModel):
         ``kubetune run --local`` and the trainer reject what a cluster would reject.
         The operator skips it: what it reads was admitted already.
         """
-        if self.cel_rules and isinstance(info.context, dict) and info.context.get("cel"):
+        rules = _rules_of(type(self))
+        if rules and isinstance(info.context, dict) and info.context.get("cel"):
             from kubetune.api.v1alpha1 import cel
 
-            cel.check(self.cel_rules, self.to_k8s())
+            cel.check(rules, self.to_k8s())
         return self
 
     def to_k8s(self) -> dict[str, Any]:
