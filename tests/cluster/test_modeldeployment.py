@@ -292,6 +292,30 @@ def test_finetunejob_spec_deploy_ends_ready(
     assert status["engine"]["uri"].startswith("pvc://models/runs/tune/engines/")
 
 
+def test_a_hub_model_is_copied_into_the_engine_storage_and_served(
+    mdeps: Deployments, operator: Any, volumes: Callable[..., None], cluster: Cluster, namespace: str
+) -> None:
+    volumes("engines")
+    hub = {"uri": "hf://org/chat-model@main", "secretRef": {"name": "hub-token"}}
+    cpu = {"gpus": 0, "cpu": "2", "memory": "4Gi"}
+    status = _ready(mdeps, "hub", model=hub, engineStorage="pvc://engines/cache", backend="python", resources=cpu)
+    revision = status["revision"]
+    assert mdeps.conditions("hub")["ModelReady"] == ("True", "ModelURIGiven")
+    assert status["engine"]["uri"] == f"pvc://engines/cache/engines/{revision}"
+    build = cluster.get("job", f"hub-build-{revision}", namespace=namespace)["spec"]["template"]["spec"]
+    (fetch,) = build["initContainers"]
+    copy = f"/mnt/pvc/engines/cache/engines/{revision}.model"
+    assert fetch["command"][-4:] == ["--uri", "hf://org/chat-model@main", "--output", copy]
+    token = next(e for e in fetch["env"] if e["name"] == "HF_TOKEN")
+    assert token["valueFrom"]["secretKeyRef"] == {"name": "hub-token", "key": "HF_TOKEN", "optional": False}
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in build["volumes"] if "persistentVolumeClaim" in v]
+    assert claims == ["engines"]
+    served = mdeps.deployment("hub")["spec"]["template"]["spec"]
+    assert [v["persistentVolumeClaim"] for v in served["volumes"] if "persistentVolumeClaim" in v] == [
+        {"claimName": "engines", "readOnly": True}
+    ]
+
+
 def test_rollout_past_its_deadline_rolls_back_across_an_operator_restart(
     mdeps: Deployments, operator: Any, volumes: Callable[..., None]
 ) -> None:

@@ -77,4 +77,7 @@ INVALID_DEPLOYMENTS = [
     ("tp above gpus", deployment(engine={"tensorParallelism": 4}, resources={"gpus": 2}), "resources.gpus"),
     ("autoscaling min above max", deployment(autoscaling={"minReplicas": 5, "maxReplicas": 2}), "minReplicas"),
     ("bad service type", deployment(service={"type": "Ingress"}), "type"),
+    ("hf model without engine storage", deployment(model={"uri": "hf://org/name@main"}), "engineStorage"),
+    ("s3 model without engine storage", deployment(model={"uri": "s3://bucket/model"}), "engineStorage"),
+    ("engine storage off a claim", deployment(engineStorage="s3://bucket/engines"), "engineStorage"),
 ]

@@ -108,6 +108,7 @@ def to_revision(plan: rollout.Plan, settings: Settings) -> render.Revision:
         build_image=plan.images.build,
         trainer_image=plan.images.trainer,
         image_pull_policy=settings.image_pull_policy,
+        secret_name=plan.secret_name,
     )
 
 

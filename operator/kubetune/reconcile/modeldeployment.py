@@ -251,9 +251,10 @@ def _model_of_deleted_job(obs: Observed, ref: str, own_secret: str | None) -> Mo
     return ModelResolution(False, reasons.FINE_TUNE_JOB_NOT_FOUND, f"waiting for FineTuneJob {ref} to be created")
 
 
-def engine_uri(model_uri: str, revision: str) -> str | None:
-    """Where a revision's Triton repository goes: ``engines/<revision>`` next to the model.
+def engine_uri(model_uri: str, revision: str, storage: str | None = None) -> str | None:
+    """Where a revision's Triton repository goes: ``engines/<revision>`` under the engine storage.
 
+    The storage is ``spec.engineStorage`` if set, else the directory of a pvc:// model:
     ``pvc://claim/runs/job/model`` gives ``pvc://claim/runs/job/engines/<revision>``, so a model
     and its engines share a volume (the build Job mounts it read-write, Triton pods read-only, at
     the same path, which the TensorRT-LLM configuration needs) and the same revision built by two
@@ -262,11 +263,16 @@ def engine_uri(model_uri: str, revision: str) -> str | None:
     Args:
         model_uri: the model's URI.
         revision: the revision.
+        storage: ``spec.engineStorage`` (a pvc:// URI), if set.
 
     Returns:
-        The engine URI, or None for hf:// and s3:// models: the repository writer and Triton's
-        TensorRT-LLM backend work on a mounted filesystem, so serving needs a pvc:// copy.
+        The engine URI, or None for an hf:// or s3:// model without ``spec.engineStorage``: the
+        repository writer and Triton's TensorRT-LLM backend work on a mounted filesystem.
     """
+    if storage is not None:
+        parsed = v1alpha1.parse_uri(storage)
+        path = (PurePosixPath(parsed.path or ".") / "engines" / revision).as_posix().removeprefix("./")
+        return f"{parsed.scheme}://{parsed.authority}/{path}"
     parsed = v1alpha1.parse_uri(model_uri)
     if parsed.scheme != "pvc":
         return None
@@ -569,7 +575,7 @@ def decide(obs: Observed) -> Decision:
     images = images_of(obs.spec, obs.default_images)
     revision = target_revision(model.digest, obs.spec, images)
     model_cond: ConditionValue = (TRUE, model.reason, model.message)
-    location = engine_uri(model.uri, revision)
+    location = engine_uri(model.uri, revision, obs.spec.engine_storage)
     if location is None:
         return _finish(obs, _no_engine_storage(obs, model_cond, revision, model.uri))
     plan = Plan(revision, obs.spec, model.uri, location, model.secret_name, images)
@@ -621,10 +627,10 @@ def _without_model(obs: Observed, model: ModelResolution) -> _Outcome:
 
 
 def _no_engine_storage(obs: Observed, model_cond: ConditionValue, revision: str, model_uri: str) -> _Outcome:
-    """A model off a PersistentVolumeClaim cannot be built into shared storage: fail with an explanation."""
+    """A model off a PersistentVolumeClaim, and no spec.engineStorage: fail with an explanation."""
     message = (
-        f"{model_uri}: engines are written next to the model on its volume, "
-        "so only pvc:// models can be served; copy the model to a PersistentVolumeClaim and serve that URI"
+        f"{model_uri} is not on a PersistentVolumeClaim: set spec.engineStorage to a pvc:// location "
+        "to copy the model to and write its engines into"
     )
     conditions = _waiting_conditions(reasons.ENGINE_STORAGE_UNAVAILABLE, message)
     conditions[reasons.MODEL_READY] = model_cond

@@ -47,7 +47,7 @@ FINE_TUNE_JOB_FAILED: Final = "FineTuneJobFailed"
 ARTIFACT_MISSING: Final = "ArtifactMissing"
 #: Nothing can be built before the model is known.
 WAITING_FOR_MODEL: Final = "WaitingForModel"
-#: The model is not on a PersistentVolumeClaim (hf://, s3://), where engines are written; serve a pvc:// copy.
+#: The model is not on a PersistentVolumeClaim (hf://, s3://) and spec.engineStorage is not set.
 ENGINE_STORAGE_UNAVAILABLE: Final = "EngineStorageUnavailable"
 #: The engine-build Job of the target revision was created.
 BUILD_STARTED: Final = "BuildStarted"

@@ -6,11 +6,13 @@ unit-tested field by field. The reconciler decides *which* revision to build, se
 handler calls these functions with its decision and applies the result.
 
 Storage: a revision's Triton model repository is written to ``engines/<revision>`` next to the model
-on the model's PersistentVolumeClaim. The claim is mounted at ``/mnt/pvc/<claim>`` in the build pod
-(read-write) and in the Triton pods (read-only), so the absolute engine path written into the
-TensorRT-LLM configuration is valid in both.
+on the model's PersistentVolumeClaim, or under ``spec.engineStorage``. The claim is mounted at
+``/mnt/pvc/<claim>`` in the build pod (read-write) and in the Triton pods (read-only), so the
+absolute engine path written into the TensorRT-LLM configuration is valid in both.
 
-The build Job runs, for ``tensorrtllm``, an init container in the TensorRT-LLM build image (GPUs)
+The build Job first copies a model given by hf:// or s3:// next to the repository (an init
+container running ``python -m kubetune_trainer serve fetch`` with the credentials of
+``spec.model.secretRef``), then runs, for ``tensorrtllm``, an init container in the TensorRT-LLM build image (GPUs)
 that converts/quantizes the checkpoint and runs ``trtllm-build`` (the script comes from
 ``kubetune_trainer.serve.engine``), then, for both backends, ``python -m kubetune_trainer serve build``
 in the trainer image, which writes the repository atomically and reports its digest in the
@@ -57,12 +59,13 @@ class Revision:
     Attributes:
         revision: the content hash.
         spec: the spec to render with (the revision's backend, quantization and engine settings).
-        model_uri: the merged model the engine is built from (pvc://).
+        model_uri: the merged model the engine is built from (pvc://, hf:// or s3://).
         engine_uri: where the revision's model repository is written (pvc://).
         server_image: Triton image.
         build_image: TensorRT-LLM build image.
         trainer_image: kubetune trainer image (repository writer and smoke test).
         image_pull_policy: pull policy of every container.
+        secret_name: Secret with the credentials to read an hf:// or s3:// model.
     """
 
     revision: str
@@ -73,6 +76,7 @@ class Revision:
     build_image: str
     trainer_image: str
     image_pull_policy: str = "IfNotPresent"
+    secret_name: str | None = None
 
     @property
     def repository(self) -> str:
@@ -80,8 +84,15 @@ class Revision:
         return v1alpha1.parse_uri(self.engine_uri).local_path()
 
     @property
+    def fetches_model(self) -> bool:
+        """Whether the build pod copies the model first (it is not on a claim)."""
+        return v1alpha1.parse_uri(self.model_uri).scheme != "pvc"
+
+    @property
     def model_dir(self) -> str:
-        """The merged model's path inside the build pod."""
+        """The merged model's path inside the build pod (for hf:// and s3://, its copy next to the repository)."""
+        if self.fetches_model:
+            return self.repository.rstrip("/") + ".model"
         return v1alpha1.parse_uri(self.model_uri).local_path()
 
     @property
@@ -225,6 +236,25 @@ def serving_spec_json(spec: v1alpha1.ModelDeploymentSpec) -> str:
     return json.dumps(settings, sort_keys=True, separators=(",", ":"))
 
 
+def fetch_command(rev: Revision) -> list[str]:
+    """``python -m kubetune_trainer serve fetch``: copy an hf:// or s3:// model next to the repository."""
+    return ["python", "-m", "kubetune_trainer", "serve", "fetch", "--uri", rev.model_uri, "--output", rev.model_dir]
+
+
+def _fetch_container(rev: Revision, mounts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The init container that copies the model (credentials by Secret reference only)."""
+    return _container(
+        "fetch",
+        rev.trainer_image,
+        rev.image_pull_policy,
+        command=fetch_command(rev),
+        env=_common_env() + pods.source_credential_env(rev.model_uri, rev.secret_name),
+        resources={"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
+        volumeMounts=mounts,
+        terminationMessagePolicy="FallbackToLogsOnError",
+    )
+
+
 def build_job(parent: meta.Parent, rev: Revision) -> dict[str, Any]:
     """The Job ``<name>-build-<revision>`` that writes the revision's model repository (and engine).
 
@@ -263,8 +293,9 @@ def build_job(parent: meta.Parent, rev: Revision) -> dict[str, Any]:
         "containers": [writer],
         "volumes": volumes,
     }
+    init_containers = [_fetch_container(rev, mounts)] if rev.fetches_model else []
     if rev.spec.backend is v1alpha1.Backend.TENSORRTLLM:
-        pod_spec["initContainers"] = [
+        init_containers.append(
             _container(
                 "engine",
                 rev.build_image,
@@ -276,8 +307,10 @@ def build_job(parent: meta.Parent, rev: Revision) -> dict[str, Any]:
                 volumeMounts=mounts,
                 terminationMessagePolicy="FallbackToLogsOnError",
             )
-        ]
+        )
         pod_spec.update(_scheduling(rev))
+    if init_containers:
+        pod_spec["initContainers"] = init_containers
     template = {
         "metadata": _pod_metadata(parent, meta.BUILD, rev.revision, {SPEC_ANNOTATION: serving_spec_json(rev.spec)}),
         "spec": pod_spec,

@@ -92,6 +92,27 @@ def credential_env(ctx: Context) -> list[dict[str, Any]]:
     return env
 
 
+def source_credential_env(uri: str, secret: str | None) -> list[dict[str, Any]]:
+    """Credentials to read one hf:// or s3:// location, from its Secret by reference.
+
+    Args:
+        uri: the location.
+        secret: the Secret named by its ``secretRef`` (None: anonymous access).
+
+    Returns:
+        ``HF_TOKEN`` for hf://, ``AWS_*`` for s3:// (``valueFrom.secretKeyRef`` only); nothing
+        for pvc:// or without a Secret.
+    """
+    scheme = v1alpha1.parse_uri(uri).scheme
+    if secret is None:
+        return []
+    if scheme == "hf":
+        return [_secret_env(var, secret, key, optional=False) for var, key in HF_SECRET_KEYS.items()]
+    if scheme == "s3":
+        return [_secret_env(var, secret, key, optional) for var, (key, optional) in S3_SECRET_KEYS.items()]
+    return []
+
+
 def _secret_env(var: str, secret: str, key: str, optional: bool) -> dict[str, Any]:
     return {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": optional}}}
 

@@ -118,6 +118,12 @@ def test_invalid_deployment_is_rejected_naming_the_field(spec: dict[str, Any], f
     assert field in _error_text(err.value)
 
 
+def test_a_model_off_a_volume_is_valid_with_engine_storage() -> None:
+    for uri in ("hf://org/name@main", "s3://bucket/model"):
+        spec = validate_deployment({"model": {"uri": uri}, "engineStorage": "pvc://engines/cache"})
+        assert spec.engine_storage == "pvc://engines/cache"
+
+
 def _error_text(err: pydantic.ValidationError) -> str:
     return "; ".join(".".join(map(str, e["loc"])) + ": " + e["msg"] for e in err.errors())
 

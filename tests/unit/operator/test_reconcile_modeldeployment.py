@@ -175,6 +175,24 @@ def test_model_uri_skips_waiting_and_hashes_the_uri() -> None:
     assert decision.build.secret_name == "creds"
 
 
+@pytest.mark.parametrize("uri", ["hf://org/model@main", "s3://bucket/models/chat"])
+def test_models_off_a_volume_are_built_into_the_engine_storage(uri: str) -> None:
+    spec = spec_of(model={"uri": uri, "secretRef": {"name": "creds"}}, engineStorage="pvc://engines/cache")
+    decision = md.decide(observe(spec, fine_tune_job=None))
+    assert decision.status.phase == "Building"
+    assert decision.build is not None
+    assert decision.build.model_uri == uri and decision.build.secret_name == "creds"
+    assert decision.build.engine_uri == f"pvc://engines/cache/engines/{decision.build.revision}"
+
+
+def test_a_finetunejob_artifact_in_s3_is_built_into_the_engine_storage() -> None:
+    spec = spec_of(engineStorage="pvc://engines")
+    decision = md.decide(observe(spec, fine_tune_job=succeeded_job("s3://bucket/runs/job/model")))
+    assert decision.build is not None
+    assert decision.build.engine_uri == f"pvc://engines/engines/{decision.build.revision}"
+    assert decision.build.secret_name == "s3-creds"
+
+
 @pytest.mark.parametrize(
     ("model_uri", "expected"),
     [
@@ -187,6 +205,12 @@ def test_model_uri_skips_waiting_and_hashes_the_uri() -> None:
 )
 def test_engine_uri_is_next_to_the_model(model_uri: str, expected: str | None) -> None:
     assert md.engine_uri(model_uri, "r1") == expected
+
+
+@pytest.mark.parametrize("model_uri", ["pvc://models/runs/job/model", "hf://org/name@main", "s3://bucket/model"])
+def test_engine_storage_wins_over_the_model_volume(model_uri: str) -> None:
+    assert md.engine_uri(model_uri, "r1", "pvc://cache/serving") == "pvc://cache/serving/engines/r1"
+    assert md.engine_uri(model_uri, "r1", "pvc://cache") == "pvc://cache/engines/r1"
 
 
 # --- build ----------------------------------------------------------------------------------------

@@ -66,7 +66,8 @@ def test_per_job_role_allows_only_its_own_status(ctx_of: CtxOf) -> None:
 
 
 def test_deploy_renders_a_model_deployment_referencing_the_job(ctx_of: CtxOf, spec_of: Callable[..., Any]) -> None:
-    spec = spec_of({"deploy": {"backend": "python", "resources": {"gpus": 0}, "replicas": 2}})
+    serving = {"backend": "python", "resources": {"gpus": 0}, "replicas": 2, "engineStorage": "pvc://engines"}
+    spec = spec_of({"deploy": serving})
     manifest = deploy.model_deployment(ctx_of(spec, name="tuned"))
     assert manifest is not None
     assert manifest["kind"] == "ModelDeployment"
@@ -75,6 +76,7 @@ def test_deploy_renders_a_model_deployment_referencing_the_job(ctx_of: CtxOf, sp
     assert manifest["spec"]["model"] == {"fineTuneJobRef": {"name": "tuned"}}
     assert manifest["spec"]["backend"] == "python"
     assert manifest["spec"]["replicas"] == 2
+    assert manifest["spec"]["engineStorage"] == "pvc://engines"  # for an artifact written to s3://
     v1alpha1.ModelDeploymentSpec.model_validate(manifest["spec"])
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -352,3 +353,68 @@ def test_malformed_pod_labels_are_ignored_and_reported(value: str) -> None:
     assert meta.malformed_pod_label_annotations({"kubetune.dev/smoke-pod-annotations": value}) == [
         "kubetune.dev/smoke-pod-annotations"
     ]
+
+
+# --- models off a volume ----------------------------------------------------------------------------
+
+
+def remote_rev(model_uri: str, secret: str | None = "creds") -> render.Revision:
+    spec = spec_of(model={"uri": model_uri}, engineStorage="pvc://engines/cache")
+    return render.Revision(
+        revision=REV, spec=spec, model_uri=model_uri, engine_uri=f"pvc://engines/cache/engines/{REV}",
+        server_image="triton:24.10", build_image="trtllm:0.15", trainer_image="kubetune-trainer:0.1",
+        secret_name=secret,
+    )  # fmt: skip
+
+
+def secret_refs(c: dict[str, Any]) -> dict[str, tuple[str, str, bool]]:
+    out = {}
+    for e in c.get("env", []):
+        if "valueFrom" in e:
+            ref = e["valueFrom"]["secretKeyRef"]
+            out[e["name"]] = (ref["name"], ref["key"], ref["optional"])
+    return out
+
+
+def test_an_hf_model_is_fetched_next_to_the_repository_before_the_engine_build() -> None:
+    rev = remote_rev("hf://org/name@main")
+    pod = render.build_job(PARENT, rev)["spec"]["template"]["spec"]
+    fetch, engine_build = pod["initContainers"]
+    copy = f"/mnt/pvc/engines/cache/engines/{REV}.model"
+    assert fetch["name"] == "fetch" and fetch["image"] == "kubetune-trainer:0.1"
+    assert fetch["command"] == [
+        "python", "-m", "kubetune_trainer", "serve", "fetch", "--uri", "hf://org/name@main", "--output", copy,
+    ]  # fmt: skip
+    assert secret_refs(fetch) == {"HF_TOKEN": ("creds", "HF_TOKEN", False)}
+    assert fetch["securityContext"]["readOnlyRootFilesystem"] is True
+    # Only the engine claim is mounted (read-write); the model has no claim.
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v]
+    assert claims == ["engines"]
+    assert {m["mountPath"] for m in fetch["volumeMounts"]} >= {"/mnt/pvc/engines"}
+    # The engine build and the repository writer read the copy.
+    assert copy in engine_build["command"][-1]
+    writer = pod["containers"][0]
+    assert f"--model {copy}" in writer["command"][-1]
+    # No credentials reach the other containers.
+    assert secret_refs(engine_build) == {} and secret_refs(writer) == {}
+
+
+def test_an_s3_model_gets_the_aws_credentials_and_the_python_backend_fetches_too() -> None:
+    spec = spec_of(model={"uri": "s3://bucket/model"}, engineStorage="pvc://engines/cache", backend="python")
+    rev = replace(remote_rev("s3://bucket/model"), spec=spec)
+    (fetch,) = render.build_job(PARENT, rev)["spec"]["template"]["spec"]["initContainers"]
+    assert secret_refs(fetch) == {
+        "AWS_ACCESS_KEY_ID": ("creds", "AWS_ACCESS_KEY_ID", False),
+        "AWS_SECRET_ACCESS_KEY": ("creds", "AWS_SECRET_ACCESS_KEY", False),
+        "AWS_SESSION_TOKEN": ("creds", "AWS_SESSION_TOKEN", True),
+        "AWS_REGION": ("creds", "AWS_REGION", True),
+        "AWS_ENDPOINT_URL": ("creds", "AWS_ENDPOINT_URL", True),
+    }
+    anonymous = replace(rev, secret_name=None)
+    (fetch,) = render.build_job(PARENT, anonymous)["spec"]["template"]["spec"]["initContainers"]
+    assert secret_refs(fetch) == {}
+
+
+def test_a_model_on_a_volume_is_not_fetched() -> None:
+    pod = render.build_job(PARENT, rev_of(spec_of(backend="python")))["spec"]["template"]["spec"]
+    assert "initContainers" not in pod

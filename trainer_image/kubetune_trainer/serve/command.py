@@ -8,6 +8,7 @@ laptop run the same steps; this is their command line over :mod:`~kubetune_train
     python -m kubetune_trainer serve build --model DIR --output R [--backend python] [--spec deployment.yaml]
     python -m kubetune_trainer serve engine-script --model DIR --output ENGINE [--spec deployment.yaml]
     python -m kubetune_trainer serve smoke --url grpc://host:8001 --model llm --prompt "Hi" [--max-tokens 16]
+    python -m kubetune_trainer serve fetch --uri hf://org/name@rev --output DIR
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ from typing import Any
 from kubetune.api import v1alpha1
 
 from kubetune_trainer.cli import TrainerError
-from kubetune_trainer.serve import client, engine, python_backend, repository
+from kubetune_trainer.serve import client, engine, fetch, python_backend, repository
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the serve options and its ``build``, ``engine-script`` and ``smoke`` sub-commands."""
+    """Add the serve options and its ``build``, ``engine-script``, ``smoke`` and ``fetch`` sub-commands."""
     parser.add_argument("--repository", help="model repository to serve (runs tritonserver until interrupted)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 inside a pod)")
     parser.add_argument("--http-port", type=int, default=8000, help="HTTP/REST port")
@@ -71,6 +72,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     smoke.add_argument("--prompt", default=v1alpha1.ServingSpec().rollout.smoke_test.prompt, help="prompt to send")
     smoke.add_argument("--max-tokens", type=int, default=16, help="tokens to generate")
     smoke.add_argument("--timeout", type=float, default=120.0, help="seconds for readiness and the answer")
+
+    copy = sub.add_parser("fetch", help="copy an hf:// or s3:// model into a directory (skipped when complete)")
+    copy.add_argument("--uri", required=True, help="hf://org/name[@revision] or s3://bucket/prefix")
+    copy.add_argument("--output", required=True, help="directory to create")
 
 
 def _add_spec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -221,6 +226,9 @@ def run(args: argparse.Namespace) -> int:
         return _run_engine_script(args)
     if args.serve_command == "smoke":
         return _run_smoke(args)
+    if args.serve_command == "fetch":
+        fetch.fetch(args.uri, args.output)
+        return 0
     if not args.repository:
-        raise TrainerError("pass --repository R to serve, or one of: build, engine-script, smoke")
+        raise TrainerError("pass --repository R to serve, or one of: build, engine-script, smoke, fetch")
     return _run_server(args)

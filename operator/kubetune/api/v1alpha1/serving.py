@@ -12,6 +12,7 @@ from pydantic import Field
 
 from kubetune.api.v1alpha1.base import (
     MODEL_URI_PATTERN,
+    PVC_URI,
     Condition,
     KubeModel,
     LocalObjectReference,
@@ -19,6 +20,7 @@ from kubetune.api.v1alpha1.base import (
     StrEnum,
     conditions_field,
     section,
+    uri_pattern,
 )
 
 
@@ -193,10 +195,26 @@ class ServingSpec(KubeModel):
     build_image: str | None = Field(
         default=None, description="Engine-build image override (default: operator setting)."
     )
+    engine_storage: str | None = Field(
+        default=None,
+        pattern=uri_pattern(PVC_URI),
+        description="pvc://claim/path under which each revision's Triton repository (and engine) is written, "
+        "and where a model given by hf:// or s3:// is copied first. Default: next to a pvc:// model; "
+        "required for hf:// and s3:// models.",
+    )
 
 
 class ModelDeploymentSpec(ServingSpec):
     """Desired state of a ModelDeployment."""
+
+    cel_rules = [
+        Rule(
+            "has(self.engineStorage) || !has(self.model.uri) || self.model.uri.startsWith('pvc://')",
+            "spec.engineStorage (a pvc:// location) is required when spec.model.uri is hf:// or s3://: "
+            "the model is copied there and its engines are written there",
+            field_path=".engineStorage",
+        ),
+    ]
 
     model: ModelSource = Field(description="The model to serve.")
 
