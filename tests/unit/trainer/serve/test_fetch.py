@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,3 +66,15 @@ def test_the_command_line(bucket: fsspec.AbstractFileSystem, tmp_path: Path) -> 
     code = trainer_main(["serve", "fetch", "--uri", "memory://bucket/model", "--output", str(tmp_path / "m")])
     assert code == 0
     assert (tmp_path / "m" / "config.json").is_file()
+
+
+def test_an_unreachable_hub_model_is_a_clear_error(tmp_path: Path) -> None:
+    # Offline with an empty cache: the Hub client's own "cannot find" path, no network needed.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    command = [sys.executable, "-m", "kubetune_trainer", "serve", "fetch", "--uri", "hf://org/name@main"]
+    result = subprocess.run(
+        [*command, "--output", str(tmp_path / "copy")], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert "cannot download hf://org/name@main" in result.stderr
+    assert not (tmp_path / "copy").exists()
