@@ -271,13 +271,13 @@ def engine_uri(model_uri: str, revision: str, storage: str | None = None) -> str
     """
     if storage is not None:
         parsed = v1alpha1.parse_uri(storage)
-        path = (PurePosixPath(parsed.path or ".") / "engines" / revision).as_posix().removeprefix("./")
-        return f"{parsed.scheme}://{parsed.authority}/{path}"
-    parsed = v1alpha1.parse_uri(model_uri)
-    if parsed.scheme != "pvc":
-        return None
-    parent = PurePosixPath(parsed.path).parent if parsed.path else PurePosixPath(".")
-    path = (parent / "engines" / revision).as_posix().removeprefix("./")
+        directory = PurePosixPath(parsed.path or ".")
+    else:
+        parsed = v1alpha1.parse_uri(model_uri)
+        if parsed.scheme != "pvc":
+            return None
+        directory = PurePosixPath(parsed.path).parent if parsed.path else PurePosixPath(".")
+    path = (directory / "engines" / revision).as_posix().removeprefix("./")
     return f"{parsed.scheme}://{parsed.authority}/{path}"
 
 
