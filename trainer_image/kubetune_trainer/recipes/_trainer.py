@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 
 from kubetune_trainer.fsutil import atomic_file
 from kubetune_trainer.progress import ProgressCallback
-from kubetune_trainer.recipes import _callbacks, _distributed, checkpoints
+from kubetune_trainer.recipes import _callbacks, _distributed, _model, checkpoints
 from kubetune_trainer.recipes import deepspeed_config as ds
 from kubetune_trainer.status import StatusReporter
 
@@ -232,6 +233,55 @@ def build_trainer(
     return trainer
 
 
+def assemble(
+    config: v1alpha1.TrainerConfig,
+    options: RunOptions,
+    *,
+    tokenizer: Any,
+    precision: v1alpha1.Precision,
+    setup_model: Callable[[], Any],
+    setup_data: Callable[[], tuple[Any, Any]],
+    deepspeed: dict[str, Any] | None = None,
+) -> Trainer:
+    """Build a recipe's Trainer: arguments, seed, model, data, checkpoint directory, in that order.
+
+    The arguments come before the model: under ZeRO-3 they make ``from_pretrained`` load the
+    weights sharded. Every rank waits for the main one to clear stale checkpoints.
+
+    Args:
+        config: the run's config.
+        options: resume point, stop step and status reporter.
+        tokenizer: the base model's tokenizer.
+        precision: the precision that runs here.
+        setup_model: loads the model with only the recipe's parameters trainable.
+        setup_data: returns ``(train dataset, collator)``.
+        deepspeed: the DeepSpeed config, when DeepSpeed runs the optimizer.
+
+    Returns:
+        The trainer, ready for :func:`run`.
+    """
+    args = training_arguments(
+        config,
+        precision=precision,
+        gradient_checkpointing=config.spec.training.gradient_checkpointing,
+        deepspeed=deepspeed,
+    )
+    _model.seed_everything(config.spec.training.seed)
+    model = setup_model()
+    train_dataset, collator = setup_data()
+    prepare_checkpoints_dir(config, options)
+    _distributed.barrier()
+    return build_trainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        collator=collator,
+        tokenizer=tokenizer,
+        spec=config.spec,
+        options=options,
+    )
+
+
 def prepare_checkpoints_dir(config: v1alpha1.TrainerConfig, options: RunOptions) -> None:
     """Clear what a run must not pick up: incomplete checkpoints, or all of them when starting over."""
     if not _distributed.is_main_process():
@@ -300,6 +350,39 @@ def save_final(trainer: Trainer, tokenizer: Any, directory: Path, summary: dict[
         log.info("trained model saved to %s", directory)
     _distributed.barrier()
     return directory
+
+
+def save_result(
+    trainer: Trainer,
+    tokenizer: Any,
+    config: v1alpha1.TrainerConfig,
+    result: RunResult | None,
+    *,
+    recipe: str,
+    precision: v1alpha1.Precision,
+    adapter: bool,
+) -> Path:
+    """A recipe's ``save_checkpoint``: the final weights and their summary into ``checkpoints/final``.
+
+    Args:
+        trainer: the trainer after :func:`run`.
+        tokenizer: saved next to the weights.
+        config: the run's config.
+        result: what :func:`run` returned (None: training has not run).
+        recipe: the recipe's name.
+        precision: the precision that ran.
+        adapter: whether the weights are an adapter rather than a whole model.
+
+    Returns:
+        The final directory.
+
+    Raises:
+        RuntimeError: before training.
+    """
+    if result is None:
+        raise RuntimeError("call train() before save_checkpoint()")
+    summary = training_summary(config, recipe=recipe, precision=precision, adapter=adapter, result=result)
+    return save_final(trainer, tokenizer, checkpoints.final_dir(config.paths), summary)
 
 
 def _swap_into_place(staging: Path, directory: Path) -> None:

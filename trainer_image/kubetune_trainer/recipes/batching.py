@@ -97,3 +97,9 @@ def training_data(train: Any, *, packed: bool) -> tuple[Any, Any]:
     if packed:
         return train, train.collator()
     return unpack(train), PaddedCollator(train.pad_token_id)
+
+
+def training_split(prepared_dir: str | Path, *, packed: bool) -> tuple[Any, Any]:
+    """The prepared training split and its collator (see :func:`training_data`)."""
+    train, _ = load_splits(prepared_dir)
+    return training_data(train, packed=packed)

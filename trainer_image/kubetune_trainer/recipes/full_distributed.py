@@ -14,7 +14,7 @@ from typing import Any
 
 from kubetune.api import v1alpha1
 
-from kubetune_trainer.recipes import _deepspeed, _distributed, _model, _trainer, batching, checkpoints
+from kubetune_trainer.recipes import _deepspeed, _distributed, _model, _trainer, batching
 
 
 class FullDistributed:
@@ -42,25 +42,14 @@ class FullDistributed:
         self._tokenizer = _model.load_tokenizer(base_dir)
         ds_config = _deepspeed.config_for(self.config.spec, base_dir)
         self._env = _deepspeed.enter_process_group(ds_config)
-        args = _trainer.training_arguments(
+        self._trainer = _trainer.assemble(
             self.config,
-            precision=self.precision,
-            gradient_checkpointing=self.config.spec.training.gradient_checkpointing,
-            deepspeed=ds_config,
-        )
-        _model.seed_everything(self.config.spec.training.seed)
-        model = self._setup_model(under_deepspeed=ds_config is not None)
-        train_dataset, collator = self._setup_data()
-        _trainer.prepare_checkpoints_dir(self.config, self.options)
-        _distributed.barrier()
-        self._trainer = _trainer.build_trainer(
-            model=model,
-            args=args,
-            train_dataset=train_dataset,
-            collator=collator,
+            self.options,
             tokenizer=self._tokenizer,
-            spec=self.config.spec,
-            options=self.options,
+            precision=self.precision,
+            setup_model=lambda: self._setup_model(under_deepspeed=ds_config is not None),
+            setup_data=self._setup_data,
+            deepspeed=ds_config,
         )
 
     def _setup_model(self, *, under_deepspeed: bool) -> Any:
@@ -71,8 +60,7 @@ class FullDistributed:
         return model
 
     def _setup_data(self) -> tuple[Any, Any]:
-        train, _ = batching.load_splits(self.config.paths.prepared_dir)
-        return batching.training_data(train, packed=True)
+        return batching.training_split(self.config.paths.prepared_dir, packed=True)
 
     def train(self) -> _trainer.RunResult:
         """Run the training loop on every rank until done, SIGTERM or the stop step."""
@@ -81,12 +69,15 @@ class FullDistributed:
 
     def save_checkpoint(self) -> Path:
         """Save the full model (ZeRO-3 shards gathered into 16-bit weights) and tokenizer."""
-        if self._result is None:
-            raise RuntimeError("call train() before save_checkpoint()")
-        summary = _trainer.training_summary(
-            self.config, recipe=self.name, precision=self.precision, adapter=False, result=self._result
+        return _trainer.save_result(
+            self._trainer,
+            self._tokenizer,
+            self.config,
+            self._result,
+            recipe=self.name,
+            precision=self.precision,
+            adapter=False,
         )
-        return _trainer.save_final(self._trainer, self._tokenizer, checkpoints.final_dir(self.config.paths), summary)
 
     def cleanup(self) -> None:
         """Leave the process group and release the model."""

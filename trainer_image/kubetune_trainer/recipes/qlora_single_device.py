@@ -19,7 +19,7 @@ import torch
 from kubetune.api import v1alpha1
 
 from kubetune_trainer.cli import TrainerError
-from kubetune_trainer.recipes import _model, _trainer, batching, checkpoints
+from kubetune_trainer.recipes import _model, _trainer, batching
 
 
 def check_qlora_supported() -> None:
@@ -59,23 +59,13 @@ class QLoRASingleDevice:
         """Check for a GPU, then load the quantized model with its adapter and the data."""
         check_qlora_supported()
         self._tokenizer = _model.load_tokenizer(_model.check_base_model_dir(self.config.paths.base_model))
-        args = _trainer.training_arguments(
+        self._trainer = _trainer.assemble(
             self.config,
-            precision=self.precision,
-            gradient_checkpointing=self.config.spec.training.gradient_checkpointing,
-        )
-        _model.seed_everything(self.config.spec.training.seed)
-        model = self._setup_model()
-        train_dataset, collator = self._setup_data()
-        _trainer.prepare_checkpoints_dir(self.config, self.options)
-        self._trainer = _trainer.build_trainer(
-            model=model,
-            args=args,
-            train_dataset=train_dataset,
-            collator=collator,
+            self.options,
             tokenizer=self._tokenizer,
-            spec=self.config.spec,
-            options=self.options,
+            precision=self.precision,
+            setup_model=self._setup_model,
+            setup_data=self._setup_data,
         )
 
     def _setup_model(self) -> Any:
@@ -110,8 +100,7 @@ class QLoRASingleDevice:
         )
 
     def _setup_data(self) -> tuple[Any, Any]:
-        train, _ = batching.load_splits(self.config.paths.prepared_dir)
-        return batching.training_data(train, packed=True)
+        return batching.training_split(self.config.paths.prepared_dir, packed=True)
 
     def train(self) -> _trainer.RunResult:
         """Run the training loop until done, SIGTERM or the stop step."""
@@ -120,12 +109,15 @@ class QLoRASingleDevice:
 
     def save_checkpoint(self) -> Path:
         """Save the adapter (not the quantized base) and tokenizer into ``checkpoints/final``."""
-        if self._result is None:
-            raise RuntimeError("call train() before save_checkpoint()")
-        summary = _trainer.training_summary(
-            self.config, recipe=self.name, precision=self.precision, adapter=True, result=self._result
+        return _trainer.save_result(
+            self._trainer,
+            self._tokenizer,
+            self.config,
+            self._result,
+            recipe=self.name,
+            precision=self.precision,
+            adapter=True,
         )
-        return _trainer.save_final(self._trainer, self._tokenizer, checkpoints.final_dir(self.config.paths), summary)
 
     def cleanup(self) -> None:
         """Release the model and the GPU memory it held."""
