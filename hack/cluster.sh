@@ -102,9 +102,11 @@ start() {  # name binary args...
   # fd 9 holds the lock of this script: the daemons must not inherit it.
   # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
   setsid bash -c 'echo $$ >"$0"; exec "$@"' "$pidf" "$@" </dev/null >>"$logf" 2>&1 9>&- &
+  # Wait for the exec, not just the pid file: until then /proc/<pid>/cmdline is the inner bash,
+  # and running_pid (which checks the command) would report the component as exited.
   local i
   for i in $(seq 50); do
-    [[ -s $pidf ]] && return 0
+    [[ -s $pidf ]] && is_ours "$(<"$pidf")" "$name" && return 0
     sleep 0.1
   done
   die "$name did not start (see $logf)"
